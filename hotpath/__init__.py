@@ -1,0 +1,1 @@
+"""The per-request path and what it needs at startup."""

@@ -1,0 +1,195 @@
+"""The per-request dispatcher: limits, normalization, routing, plugin chain, proxy.
+
+It speaks raw ASGI rather than BlackSheep's Request/Response: a proxy must pass status,
+headers and body framing through untouched (HEAD and 304 keep their Content-Length, no
+Content-Type is invented), and the hot path skips building objects it would discard.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import Any
+
+from hotpath import errors
+from hotpath.context import Header, RequestContext
+from hotpath.errors import JSON_CONTENT_TYPE, CannedError, ErrorCode, GatewayError
+from hotpath.headers import TrustedProxies, new_request_id, safe_id
+from hotpath.paths import UnsafePath, normalize
+from hotpath.plugin import LocalResponse
+from hotpath.proxy import ClientGone, Proxy, ResponseAborted
+from hotpath.router import RouteTable
+from observability.telemetry import Telemetry
+
+log = logging.getLogger("gatehouse")
+
+CLIENT_CLOSED = 499  # nginx's convention, for logs and metrics only: nothing is sent
+
+
+class Gateway:
+    __slots__ = (
+        "_keep_encoded_slash",
+        "_max_header",
+        "_max_uri",
+        "_trusted",
+        "proxy",
+        "table",
+        "telemetry",
+    )
+
+    def __init__(
+        self,
+        table: RouteTable,
+        proxy: Proxy,
+        telemetry: Telemetry,
+        trusted: TrustedProxies,
+        *,
+        max_uri_bytes: int,
+        max_header_bytes: int,
+        keep_encoded_slash: bool,
+    ) -> None:
+        self.table = table
+        self.proxy = proxy
+        self.telemetry = telemetry
+        self._trusted = trusted
+        self._max_uri = max_uri_bytes
+        self._max_header = max_header_bytes
+        self._keep_encoded_slash = keep_encoded_slash
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = perf_counter()
+        headers: list[Header] = scope["headers"]
+        size = 0
+        rid: bytes | None = None
+        cid: bytes | None = None
+        xff: bytes | None = None
+        for k, v in headers:
+            size += len(k) + len(v)
+            if k == b"x-request-id":
+                rid = v
+            elif k == b"x-correlation-id":
+                cid = v
+            elif k == b"x-forwarded-for":
+                xff = v if xff is None else xff + b"," + v
+        client = scope.get("client")
+        peer = client[0] if client else "0.0.0.0"
+        ctx = RequestContext(
+            scope,
+            receive,
+            scope["method"],
+            "",
+            scope["query_string"],
+            headers,
+            self._trusted.client_from_chain(peer, xff) if self._trusted else peer,
+            safe_id(rid) or new_request_id(),
+            safe_id(cid),
+            started,
+        )
+        route = None
+        try:
+            raw_path: bytes = scope["raw_path"]
+            if len(raw_path) + len(ctx.query) > self._max_uri:
+                raise GatewayError(414, ErrorCode.BAD_REQUEST, f"the URI exceeds {self._max_uri} bytes")
+            if size > self._max_header:
+                raise GatewayError(431, ErrorCode.BAD_REQUEST, f"request headers exceed {self._max_header} bytes")
+            try:
+                ctx.path = normalize(raw_path, keep_encoded_slash=self._keep_encoded_slash)
+            except UnsafePath as exc:
+                raise errors.BAD_PATH.exception(message=f"the request path cannot be normalized safely: {exc}")
+            route = self.table.match(ctx.path, ctx.method)
+            if route is None:
+                raise self._no_route(ctx.path, ctx.method)
+            ctx.route = route
+            self.telemetry.request_started(ctx)
+            for hook in route.chain.request:
+                local = await hook(ctx)
+                if local is not None:
+                    await self._send_local(ctx, local, send)
+                    return
+            await self.proxy.forward(ctx, route, send)
+        except GatewayError as exc:
+            if ctx.route is None:
+                self.telemetry.request_started(ctx)
+            await self._send_error(ctx, exc, send)
+        except ClientGone:
+            if not ctx.status:
+                ctx.status = CLIENT_CLOSED
+        except ResponseAborted:
+            log.warning("response aborted: request_id=%s route=%s", ctx.request_id, route.name if route else "-")
+            raise
+        except Exception:
+            log.exception("unhandled error: request_id=%s", ctx.request_id)
+            if ctx.route is None:
+                self.telemetry.request_started(ctx)
+            if ctx.status:
+                raise ResponseAborted("internal error mid-response") from None
+            await self._send_error(ctx, errors.INTERNAL.exception(), send)
+        finally:
+            if route is not None:
+                for log_hook in route.chain.log:
+                    try:
+                        log_hook(ctx)
+                    except Exception:
+                        log.exception("log-phase hook failed")
+            self.telemetry.request_finished(ctx)
+
+    def _no_route(self, path: str, method: str) -> GatewayError:
+        allowed = self.table.allowed_methods(path)
+        if allowed:
+            return GatewayError(
+                405,
+                ErrorCode.BAD_REQUEST,
+                f"method {method} is not allowed here",
+                details={"allowed": sorted(allowed)},
+                headers=((b"allow", ", ".join(sorted(allowed)).encode()),),
+            )
+        return errors.NOT_FOUND.exception()
+
+    async def _send_local(self, ctx: RequestContext, local: LocalResponse, send: Any) -> None:
+        out = list(local.headers)
+        out.append((b"x-request-id", ctx.request_id.encode("ascii")))
+        if ctx.correlation_id:
+            out.append((b"x-correlation-id", ctx.correlation_id.encode("ascii")))
+        out.extend(ctx.response_headers)
+        body = local.body
+        if ctx.method == "HEAD":
+            body = b""
+        elif not any(k == b"content-length" for k, _ in out):
+            out.append((b"content-length", str(len(body)).encode()))
+        ctx.status = local.status
+        ctx.bytes_out = len(body)
+        await _safe_send(send, {"type": "http.response.start", "status": local.status, "headers": out})
+        await _safe_send(send, {"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _send_error(self, ctx: RequestContext, exc: GatewayError, send: Any) -> None:
+        if ctx.status:
+            raise ResponseAborted(exc.message)
+        body = exc.body(ctx.request_id)
+        out: list[Header] = [
+            JSON_CONTENT_TYPE,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", ctx.request_id.encode("ascii")),
+            (b"cache-control", b"no-store"),
+        ]
+        if ctx.correlation_id:
+            out.append((b"x-correlation-id", ctx.correlation_id.encode("ascii")))
+        if exc.retry_after is not None:
+            out.append((b"retry-after", str(exc.retry_after).encode()))
+        out.extend(exc.headers)
+        out.extend(ctx.response_headers)
+        ctx.status = exc.status
+        ctx.bytes_out = len(body)
+        await _safe_send(send, {"type": "http.response.start", "status": exc.status, "headers": out})
+        await _safe_send(
+            send, {"type": "http.response.body", "body": b"" if ctx.method == "HEAD" else body, "more_body": False}
+        )
+
+
+async def _safe_send(send: Any, message: dict[str, Any]) -> None:
+    try:
+        await send(message)
+    except (OSError, RuntimeError):
+        pass  # the client is gone; nothing else to do
+
+
+__all__ = ["CLIENT_CLOSED", "CannedError", "Gateway"]

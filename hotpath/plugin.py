@@ -1,0 +1,148 @@
+"""The plugin contract.
+
+A plugin is one module (or a package when it has backends) holding one ``Plugin``
+subclass. It declares:
+
+- ``name``: the key used in the YAML file (``routes[].plugins.<name>``);
+- ``priority``: higher runs earlier in the request phase (and later in the response phase);
+- ``config_type``: a msgspec struct with defaults and bounds for the per-route settings;
+- ``settings_type`` (optional): a struct for the global section ``plugins.<name>``;
+- any of three phase hooks:
+
+  - ``on_request(ctx)``: may return a ``LocalResponse`` (or raise ``GatewayError``) to
+    answer directly and stop the chain;
+  - ``on_response(ctx, head)``: may change the upstream response's status or headers
+    before they are sent, and may return a ``BodyTap`` to observe the body;
+  - ``on_log(ctx)``: runs after the response is sent; must not block.
+
+The constructor compiles everything it can (header names as bytes, key prefixes,
+scripts); per-worker resources (connections, background tasks) start in ``startup``.
+For each route, the chain of each phase is composed once from the plugins that override
+that hook, so no per-request lookup decides who runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+import msgspec
+
+if TYPE_CHECKING:
+    from hotpath.context import Header, RequestContext
+    from hotpath.runtime import WorkerRuntime
+
+
+class LocalResponse:
+    """A complete response produced by the gateway (a plugin, a cache hit, an error)."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[Header], body: bytes = b"") -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class ResponseHead:
+    """The upstream response's status and headers, mutable until they are sent."""
+
+    __slots__ = ("headers", "status")
+
+    def __init__(self, status: int, headers: list[Header]) -> None:
+        self.status = status
+        self.headers = headers
+
+    def get(self, name: bytes) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+class BodyTap(Protocol):
+    """Sees every chunk of a response body as it streams to the client."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def finish(self, complete: bool) -> None:
+        """Called once; ``complete`` is False when the body was cut short."""
+
+
+class RouteInfo(msgspec.Struct, frozen=True):
+    """What a plugin may know about the route it is attached to."""
+
+    name: str
+    path: str
+    service: str
+    methods: tuple[str, ...]
+
+
+ConfigT = TypeVar("ConfigT", bound=msgspec.Struct)
+
+
+class PluginSetup:
+    """What a plugin constructor receives besides its own config."""
+
+    __slots__ = ("route", "runtime", "settings")
+
+    def __init__(self, route: RouteInfo, settings: msgspec.Struct | None, runtime: WorkerRuntime) -> None:
+        self.route = route
+        self.settings = settings
+        self.runtime = runtime
+
+
+class Plugin(Generic[ConfigT]):
+    name: ClassVar[str]
+    priority: ClassVar[int] = 0
+    config_type: ClassVar[type[msgspec.Struct]]
+    settings_type: ClassVar[type[msgspec.Struct] | None] = None
+    # True when the plugin's decisions must be shared by every worker (rate limits): the
+    # in-process state backend then refuses to run with more than one worker.
+    shared_state: ClassVar[bool] = False
+
+    def __init__(self, config: ConfigT, setup: PluginSetup) -> None:
+        self.config = config
+        self.route = setup.route
+
+    async def on_request(self, ctx: RequestContext) -> LocalResponse | None:
+        return None
+
+    async def on_response(self, ctx: RequestContext, head: ResponseHead) -> BodyTap | None:
+        return None
+
+    def on_log(self, ctx: RequestContext) -> None:
+        return None
+
+    @classmethod
+    def validate_settings(cls, settings: msgspec.Struct | None) -> None:
+        """Cross-field checks on the global settings; raise ValueError with a message."""
+
+    def check(self) -> None:
+        """Cross-field checks on the per-route config after construction; raise ValueError."""
+
+
+RequestHook = Callable[["RequestContext"], Awaitable["LocalResponse | None"]]
+ResponseHook = Callable[["RequestContext", ResponseHead], Awaitable["BodyTap | None"]]
+LogHook = Callable[["RequestContext"], None]
+
+
+def overrides(plugin: Plugin[Any], hook: str) -> bool:
+    """True if the plugin's class implements ``hook`` itself (not the no-op default)."""
+    return getattr(type(plugin), hook) is not getattr(Plugin, hook)
+
+
+class Chain:
+    """One route's plugins, composed per phase at startup."""
+
+    __slots__ = ("log", "plugins", "request", "response")
+
+    def __init__(self, plugins: list[Plugin[Any]]) -> None:
+        ordered = sorted(plugins, key=lambda p: -p.priority)
+        self.plugins: tuple[Plugin[Any], ...] = tuple(ordered)
+        self.request: tuple[RequestHook, ...] = tuple(p.on_request for p in ordered if overrides(p, "on_request"))
+        # Response hooks unwind in reverse, like a middleware stack.
+        self.response: tuple[ResponseHook, ...] = tuple(
+            p.on_response for p in reversed(ordered) if overrides(p, "on_response")
+        )
+        self.log: tuple[LogHook, ...] = tuple(p.on_log for p in ordered if overrides(p, "on_log"))

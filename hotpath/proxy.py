@@ -1,0 +1,294 @@
+"""Forwarding one request to its service, streaming both ways.
+
+Per attempt: the breaker admits (local state, no I/O), an instance is picked round-robin,
+the request goes out with a streamed or buffered body, and the response streams back
+chunk by chunk as it arrives (so server-sent events are never held back). A body whose
+length is known and arrives in one chunk is sent in one ASGI message.
+
+Retries happen only before the response has started, only for bodies the gateway still
+holds (none, or buffered), and only as the service's retry policy allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from time import perf_counter
+from typing import Any
+
+from hotpath import errors
+from hotpath.context import RequestContext
+from hotpath.headers import RequestHeaderPolicy, response_headers
+from hotpath.plugin import BodyTap, ResponseHead
+from hotpath.resilience.contracts import Outcome
+from hotpath.router import Route
+from hotpath.upstream.client import (
+    Body,
+    UpstreamBodyError,
+    UpstreamConnectError,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
+from observability.telemetry import Telemetry
+
+log = logging.getLogger("gatehouse.proxy")
+
+# Bodies up to this size (by Content-Length) are read whole: one upstream write, and the
+# request can be retried. Larger or chunked bodies stream.
+BUFFER_LIMIT = 64 * 1024
+RETRYABLE_STATUSES = frozenset({502, 503, 504, 429})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    """The client disconnected; nothing more can be sent."""
+
+
+class ResponseAborted(Exception):
+    """The response had started when the upstream failed: the connection must be cut so
+    the client cannot mistake a truncated body for a complete one."""
+
+
+def _content_length(ctx: RequestContext) -> tuple[int | None, bool]:
+    """(declared Content-Length, has a body at all)."""
+    length: int | None = None
+    chunked = False
+    for k, v in ctx.headers:
+        if k == b"content-length":
+            if not v.isdigit() or length is not None:
+                raise errors.bad_request("invalid or repeated Content-Length")
+            length = int(v)
+        elif k == b"transfer-encoding":
+            chunked = True
+    if length is not None and chunked:
+        raise errors.bad_request("both Content-Length and Transfer-Encoding are set")
+    return length, chunked or bool(length)
+
+
+async def _read_whole(receive: Any, limit: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = msg.get("body", b"")
+        if chunk:
+            total += len(chunk)
+            if total > limit:
+                raise BodyTooLarge()
+            parts.append(chunk)
+        if not msg.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _stream_body(ctx: RequestContext, limit: int) -> AsyncIterator[bytes]:
+    receive = ctx.receive
+    total = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise UpstreamBodyError(ClientGone())
+        chunk = msg.get("body", b"")
+        if chunk:
+            total += len(chunk)
+            ctx.bytes_in = total
+            if total > limit:
+                raise UpstreamBodyError(BodyTooLarge())
+            yield chunk
+        if not msg.get("more_body", False):
+            return
+
+
+def _retry_after(head: UpstreamResponse) -> float | None:
+    for k, v in head.header_items():
+        if k == "retry-after":
+            try:
+                return max(0.0, float(v))
+            except ValueError:
+                return None  # HTTP-date form: let backoff decide
+    return None
+
+
+class Proxy:
+    __slots__ = ("_headers", "_telemetry")
+
+    def __init__(self, header_policy: RequestHeaderPolicy, telemetry: Telemetry) -> None:
+        self._headers = header_policy
+        self._telemetry = telemetry
+
+    async def _request_body(self, ctx: RequestContext, route: Route) -> Body:
+        length, has_body = _content_length(ctx)
+        if not has_body:
+            return None
+        limit = route.max_body_bytes
+        if length is not None:
+            if length > limit:
+                raise errors.payload_too_large(limit)
+            if length <= BUFFER_LIMIT:
+                try:
+                    data = await _read_whole(ctx.receive, limit)
+                except BodyTooLarge:
+                    raise errors.payload_too_large(limit) from None
+                ctx.bytes_in = len(data)
+                return data
+        return _stream_body(ctx, limit)
+
+    async def forward(self, ctx: RequestContext, route: Route, send: Any) -> None:
+        service = route.service
+        method = ctx.method
+        try:
+            body = await self._request_body(ctx, route)
+        except ClientGone:
+            raise
+        retry = service.retry
+        retry.on_request()
+        replayable = body is None or isinstance(body, bytes)
+        may_retry = replayable and (method in retry.retryable_methods() or route.retry_non_idempotent)
+        path = route.upstream_path(ctx.path)
+        if ctx.query:
+            path = f"{path}?{ctx.query.decode('latin-1')}"
+        scope = ctx.scope
+        base_headers = self._headers.build(
+            ctx.headers,
+            peer=scope["client"][0] if scope.get("client") else ctx.client_ip,
+            scheme=scope.get("scheme", "http"),
+            request_id=ctx.request_id,
+            correlation_id=ctx.correlation_id,
+            extra=ctx.upstream_headers,
+        )
+        deadline = ctx.started + route.timeout
+        attempt = 0
+        breaker = service.breaker
+        telemetry = self._telemetry
+        while True:
+            remaining = deadline - perf_counter()
+            if remaining <= 0:
+                raise errors.upstream_timeout(service.name)
+            permit = breaker.admit()
+            await permit.ready()
+            url = service.pick() + path
+            ctx.upstream_url = url
+            token, trace_headers = telemetry.upstream_started(ctx, attempt)
+            headers = base_headers + trace_headers if trace_headers else base_headers
+            t0 = perf_counter()
+            delay: float | None = None
+            try:
+                async with service.client.stream(method, url, headers, body, remaining) as resp:
+                    status = resp.status
+                    elapsed = perf_counter() - t0
+                    ctx.upstream_ms = elapsed * 1000.0
+                    if may_retry and status in RETRYABLE_STATUSES:
+                        delay = retry.delay(attempt, status, _retry_after(resp), deadline - perf_counter())
+                    if delay is not None:
+                        breaker.record(permit, Outcome.FAILURE if status >= 500 else Outcome.SUCCESS, elapsed)
+                        telemetry.upstream_finished(ctx, token, status, None)
+                    else:
+                        breaker.record(permit, Outcome.FAILURE if status >= 500 else Outcome.SUCCESS, elapsed)
+                        try:
+                            await self._relay(ctx, route, resp, send)
+                        finally:
+                            telemetry.upstream_finished(ctx, token, status, None)
+                        return
+            except UpstreamBodyError as exc:
+                breaker.record(permit, Outcome.IGNORED, perf_counter() - t0)
+                telemetry.upstream_finished(ctx, token, None, "client_body")
+                if isinstance(exc.cause, BodyTooLarge):
+                    raise errors.payload_too_large(route.max_body_bytes) from None
+                raise ClientGone() from None
+            except UpstreamTimeout as exc:
+                elapsed = perf_counter() - t0
+                ctx.upstream_ms = elapsed * 1000.0
+                telemetry.upstream_finished(ctx, token, None, f"timeout:{exc.phase}")
+                if ctx.status:
+                    breaker.record(permit, Outcome.TIMEOUT, elapsed)
+                    raise ResponseAborted("upstream timed out mid-response") from exc
+                breaker.record(permit, Outcome.TIMEOUT, elapsed)
+                delay = retry.delay(attempt, None, None, deadline - perf_counter()) if may_retry else None
+                if delay is None:
+                    raise errors.upstream_timeout(service.name) from None
+            except UpstreamConnectError as exc:
+                elapsed = perf_counter() - t0
+                telemetry.upstream_finished(ctx, token, None, "connect")
+                breaker.record(permit, Outcome.CONNECT_ERROR, elapsed)
+                if ctx.status:
+                    raise ResponseAborted("upstream connection failed mid-response") from exc
+                # A connection that never carried the request can be retried for any method.
+                allowed = may_retry or (replayable and exc.before_send and retry.retryable_methods())
+                delay = retry.delay(attempt, None, None, deadline - perf_counter()) if allowed else None
+                if delay is None:
+                    raise errors.upstream_unreachable(service.name) from None
+            except asyncio.CancelledError:
+                breaker.record(permit, Outcome.IGNORED, perf_counter() - t0)
+                raise
+            attempt += 1
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def _relay(self, ctx: RequestContext, route: Route, resp: UpstreamResponse, send: Any) -> None:
+        out = response_headers(
+            resp.header_items(),
+            (b"x-request-id", ctx.request_id.encode("ascii")),
+            (b"x-correlation-id", ctx.correlation_id.encode("ascii")) if ctx.correlation_id else None,
+        )
+        if ctx.response_headers:
+            out.extend(ctx.response_headers)
+        head = ResponseHead(resp.status, out)
+        taps: list[BodyTap] | None = None
+        for hook in route.chain.response:
+            tap = await hook(ctx, head)
+            if tap is not None:
+                if taps is None:
+                    taps = []
+                taps.append(tap)
+        declared = head.get(b"content-length")
+        start = {"type": "http.response.start", "status": head.status, "headers": head.headers}
+        complete = False
+        try:
+            if declared is None:
+                # Unknown length (chunked, SSE): headers go out now, chunks as they come.
+                await _send(send, start)
+                ctx.status = head.status
+                first = await resp.read_chunk()
+            else:
+                first = await resp.read_chunk()
+                if first is None or len(first) == int(declared):
+                    ctx.status = head.status
+                    await _send(send, start)
+                    body = first or b""
+                    if taps:
+                        for t in taps:
+                            t.feed(body)
+                    ctx.bytes_out = len(body)
+                    await _send(send, {"type": "http.response.body", "body": body, "more_body": False})
+                    complete = True
+                    return
+                ctx.status = head.status
+                await _send(send, start)
+            sent = 0
+            chunk = first
+            while chunk is not None:
+                if taps:
+                    for t in taps:
+                        t.feed(chunk)
+                sent += len(chunk)
+                ctx.bytes_out = sent
+                await _send(send, {"type": "http.response.body", "body": chunk, "more_body": True})
+                chunk = await resp.read_chunk()
+            await _send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+            complete = True
+        finally:
+            if taps:
+                for t in taps:
+                    t.finish(complete)
+
+
+async def _send(send: Any, message: dict[str, Any]) -> None:
+    try:
+        await send(message)
+    except (OSError, RuntimeError) as exc:
+        raise ClientGone() from exc

@@ -1,0 +1,1 @@
+"""Per-service circuit breakers and retries around upstream calls."""

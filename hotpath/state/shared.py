@@ -1,0 +1,109 @@
+"""The shared-state backend a worker uses: Redis (standalone or Cluster) or in-process.
+
+Features (rate limiting, breakers, cache) choose their strategy from ``SharedState.kind``
+when the configuration is compiled; nothing on the hot path asks which backend is active.
+
+coredis 6 binds a client's connection pool to the task that enters it, so the client is
+entered in the ASGI lifespan task (``start``) and left there (``close``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Literal
+
+import coredis
+
+from hotpath.config.schema import RedisConfig
+
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def is_cluster(config: RedisConfig) -> bool:
+    if config.mode == "cluster":
+        return True
+    if config.mode == "standalone":
+        return False
+    return bool(config.url and config.url.startswith(CLUSTER_SCHEMES))
+
+
+def make_client(config: RedisConfig) -> Any:
+    """A coredis client with every timeout set (coredis defaults to none)."""
+    assert config.url is not None
+    common: dict[str, Any] = {
+        "connect_timeout": config.connect_timeout,
+        "stream_timeout": config.command_timeout,
+        "max_connections": config.max_connections,
+    }
+    if is_cluster(config):
+        url = config.url.replace("+cluster://", "://", 1)
+        return coredis.RedisCluster.from_url(url, **common)
+    return coredis.Redis.from_url(config.url, **common)
+
+
+class KeySpace:
+    """Builds Redis keys: ``<prefix>:v<version>:<feature>:{<tag>}:<rest>``.
+
+    The ``{tag}`` hash tag keeps every key of one decision in one Cluster slot, and the
+    version segment lets a deploy that changes a key layout never read an old one.
+    """
+
+    __slots__ = ("base",)
+
+    def __init__(self, prefix: str, version: int) -> None:
+        self.base = f"{prefix}:v{version}"
+
+    def feature(self, name: str) -> str:
+        return f"{self.base}:{name}"
+
+
+class SharedState:
+    __slots__ = ("_exit", "config", "keys", "kind", "last_error", "last_ok", "redis")
+
+    def __init__(self, kind: Literal["redis", "memory"], config: RedisConfig) -> None:
+        self.kind = kind
+        self.config = config
+        self.keys = KeySpace(config.key_prefix, config.key_version)
+        self.redis: Any = make_client(config) if kind == "redis" else None
+        self._exit: contextlib.AsyncExitStack | None = None
+        self.last_ok: float | None = None
+        self.last_error: str | None = None
+
+    async def start(self) -> None:
+        if self.redis is None:
+            return
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(self.redis)
+        self._exit = stack
+
+    async def close(self) -> None:
+        if self._exit is not None:
+            stack, self._exit = self._exit, None
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+
+    def mark_ok(self) -> None:
+        self.last_ok = time.monotonic()
+        self.last_error = None
+
+    def mark_error(self, error: BaseException) -> None:
+        self.last_error = f"{type(error).__name__}: {error}"[:300]
+
+    async def ping(self, timeout: float) -> tuple[bool, float | None, str | None]:
+        """(up, latency ms, error) for health checks; never raises."""
+        if self.redis is None:
+            return True, None, None
+        import asyncio
+
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.redis.ping()
+        except BaseException as exc:  # ExceptionGroup from coredis included
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            self.mark_error(exc)
+            return False, None, self.last_error
+        self.mark_ok()
+        return True, (time.perf_counter() - started) * 1000.0, None

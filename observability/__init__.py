@@ -1,0 +1,1 @@
+"""Metrics, tracing, access logs and audit events."""
