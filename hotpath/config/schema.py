@@ -126,5 +126,7 @@ class GatewayConfig(Strict, kw_only=True):
     default_plugins: dict[str, Any] = {}
     # Third-party plugins to load by dotted path ("package.module:PluginClass").
     plugin_modules: tuple[str, ...] = ()
+    # Owned by their modules, which replace these with typed structs.
     observability: dict[str, Any] = {}
     admin: dict[str, Any] = {}
+    audit: dict[str, Any] = {}

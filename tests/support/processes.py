@@ -1,0 +1,235 @@
+"""Real processes for integration tests: redis-server, upstream servers, the gateway.
+
+Every process binds a free port chosen here, never a default one, so a Redis or server
+that happens to run on the machine is never touched. Each helper waits until its
+process answers and stops it (and its children) on close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+UPSTREAM_APP = "tests.support.upstream_app:app"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port} after {timeout}s")
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+class RedisServer:
+    """A private redis-server on a free port, with nothing persisted."""
+
+    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (scripts/test.sh installs it)")
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="gh-redis-")
+        self._args = [
+            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", self.dir, "--daemonize", "no", *extra_args,
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        wait_for_port(self.port, proc=self.proc)
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip()
+
+    def kill(self) -> None:
+        """SIGKILL: the abrupt failure a crashed Redis presents."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+class RedisCluster:
+    """A real Redis Cluster of N masters (no replicas), each a redis-server on a free port."""
+
+    def __init__(self, masters: int = 3) -> None:
+        self.nodes = [RedisServer(extra_args=("--cluster-enabled", "yes", "--cluster-config-file",
+                                              f"nodes-{i}.conf", "--cluster-node-timeout", "2000"))
+                      for i in range(masters)]
+        addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+                       capture_output=True, check=True, timeout=60)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if "cluster_state:ok" in self.nodes[0].cli("cluster", "info"):
+                return
+            time.sleep(0.2)
+        raise TimeoutError("redis cluster did not reach cluster_state:ok")
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+
+class Upstream:
+    """The test upstream (tests/support/upstream_app.py) under Granian, on a free port."""
+
+    def __init__(self, workers: int = 1, env: Mapping[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="gh-upstream-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port",
+             str(self.port), "--workers", str(workers), "--no-ws", "--log-level", "warning", UPSTREAM_APP],
+            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+        wait_for_port(self.port, proc=self.proc)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def control(self, **settings: Any) -> None:
+        """Change behaviour: mode=ok|fail|hang|slow, status=..., delay=... (see upstream_app)."""
+        httpx.post(f"{self.url}/_control", json=settings, timeout=5).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = httpx.get(f"{self.url}/_stats", timeout=5).json()
+        return data
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/_reset", timeout=5).raise_for_status()
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+class Gateway:
+    """``gatehouse run`` with a config written from a dict, under Granian with N workers."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        workers: int = 2,
+        env: Mapping[str, str] | None = None,
+        ready_timeout: float = 30.0,
+        expect_failure: bool = False,
+    ) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="gh-gateway-"))
+        self.config_path = self.dir / "gatehouse.yaml"
+        cfg = dict(config)
+        server = dict(cfg.get("server", {}))
+        server.setdefault("host", "127.0.0.1")
+        server["port"] = self.port
+        server["workers"] = workers
+        cfg["server"] = server
+        self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self.log_path = self.dir / "gateway.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEHOUSE_", "REDIS_URL"))}
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hotpath.cli", "run", "-c", str(self.config_path)],
+            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=full_env,
+        )
+        if expect_failure:
+            self.proc.wait(ready_timeout)
+            return
+        self.wait_ready(ready_timeout)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.output()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"gateway not ready after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def terminate(self) -> None:
+        """SIGTERM to the main process only, as Kubernetes sends it."""
+        self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        _stop(self.proc, timeout=30)
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running(obj: Any) -> Iterator[Any]:
+    try:
+        yield obj
+    finally:
+        obj.stop()

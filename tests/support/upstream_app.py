@@ -1,0 +1,148 @@
+"""A controllable upstream for integration tests (ASGI, run under Granian).
+
+Endpoints:
+
+- ``/echo/...`` any method: JSON with method, path, query, headers, body length and sha256.
+- ``/sse?n=5&interval=0.2``: server-sent events, one every ``interval`` seconds.
+- ``/bytes?n=N&chunk=65536&length=1``: N bytes streamed in chunks (``length=0``: chunked).
+- ``/upload``: reads the body as it streams and reports its size.
+- ``/status/<code>``: that status, with ``Retry-After`` if ``?retry_after=`` is given.
+- ``/slow?delay=s``: answers after ``delay`` seconds.
+- ``/hang``: never answers.
+- ``/cache/...``: 200 with ``Cache-Control`` from ``?cc=`` and ``Vary`` from ``?vary=``.
+- ``/_control`` (POST JSON): ``mode`` ok|fail|hang|slow, ``status`` for fail, ``delay`` for
+  slow; applies to every other path of this worker until changed.
+- ``/_stats``: requests seen per path; ``/_reset`` clears stats and mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+_state: dict[str, Any] = {"mode": "ok", "status": 500, "delay": 1.0}
+_seen: Counter[str] = Counter()
+
+
+async def _body(receive: Any) -> bytes:
+    parts = []
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            break
+        parts.append(msg.get("body", b""))
+        if not msg.get("more_body"):
+            break
+    return b"".join(parts)
+
+
+async def _json(send: Any, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = orjson.dumps(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            await send({"type": msg["type"] + ".complete"})
+            if msg["type"] == "lifespan.shutdown":
+                return
+    path: str = scope["path"]
+    raw_path: bytes = scope.get("raw_path") or path.encode()
+    q = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
+    if path == "/_control":
+        _state.update(orjson.loads(await _body(receive)))
+        return await _json(send, 200, _state)
+    if path == "/_stats":
+        return await _json(send, 200, {"seen": dict(_seen), "total": sum(_seen.values()), "mode": _state["mode"]})
+    if path == "/_reset":
+        _seen.clear()
+        _state.update({"mode": "ok", "status": 500, "delay": 1.0})
+        return await _json(send, 200, {})
+    _seen[path] += 1
+    mode = _state["mode"]
+    if mode == "fail":
+        await _body(receive)
+        return await _json(send, int(_state["status"]), {"error": "failing on command"})
+    if mode == "hang" or path == "/hang":
+        await asyncio.sleep(3600)
+    if mode == "slow":
+        await asyncio.sleep(float(_state["delay"]))
+    if path.startswith("/status/"):
+        await _body(receive)
+        extra = [(b"retry-after", q["retry_after"].encode())] if "retry_after" in q else []
+        return await _json(send, int(path.rsplit("/", 1)[1]), {"status": path}, extra)
+    if path == "/slow":
+        await asyncio.sleep(float(q.get("delay", "1")))
+        return await _json(send, 200, {"slow": True})
+    if path == "/sse":
+        n, interval = int(q.get("n", "5")), float(q.get("interval", "0.2"))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+        for i in range(n):
+            event = orjson.dumps({"n": i, "sent_at": time.time()})
+            await send({"type": "http.response.body", "body": b"data: " + event + b"\n\n", "more_body": True})
+            if i < n - 1:
+                await asyncio.sleep(interval)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    if path == "/bytes":
+        n, chunk = int(q.get("n", "1048576")), int(q.get("chunk", "65536"))
+        headers = [(b"content-type", b"application/octet-stream")]
+        if q.get("length", "1") == "1":
+            headers.append((b"content-length", str(n).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        block = b"x" * chunk
+        left = n
+        while left > 0:
+            part = block if left >= chunk else block[:left]
+            left -= len(part)
+            await send({"type": "http.response.body", "body": part, "more_body": left > 0})
+        if n == 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    if path == "/upload":
+        size = 0
+        digest = hashlib.sha256()
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            data = msg.get("body", b"")
+            size += len(data)
+            digest.update(data)
+            if not msg.get("more_body"):
+                break
+        return await _json(send, 200, {"size": size, "sha256": digest.hexdigest()})
+    if path.startswith("/cache/"):
+        await _body(receive)
+        extra = []
+        if "cc" in q:
+            extra.append((b"cache-control", q["cc"].encode()))
+        if "vary" in q:
+            extra.append((b"vary", q["vary"].encode()))
+        hdrs = {k.decode(): v.decode("latin-1") for k, v in scope["headers"]}
+        return await _json(send, int(q.get("status", "200")),
+                           {"path": path, "n": _seen[path], "at": time.time(), "user": hdrs.get("x-user-id"),
+                            "lang": hdrs.get("accept-language")}, extra)
+    body = await _body(receive)
+    headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+    return await _json(send, 200, {
+        "method": scope["method"],
+        "path": path,
+        "raw_path": raw_path.decode("latin-1"),
+        "query": scope["query_string"].decode("latin-1"),
+        "headers": headers,
+        "body_len": len(body),
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+    })
