@@ -64,14 +64,16 @@ class Route:
         self.chain = chain
 
     def upstream_path(self, path: str) -> str:
-        """The path sent upstream: the normalized path, with the prefix stripped or replaced."""
+        """The path sent upstream: the normalized path, with the prefix stripped or replaced.
+
+        ``/api`` stripped from ``/api/users`` leaves ``/users``; from ``/api`` itself it
+        leaves nothing, which becomes ``/`` (or just the upstream prefix, if one is set).
+        """
         if self.strip_len:
-            path = path[self.strip_len :] or "/"
-            if not path.startswith("/"):
-                path = "/" + path
+            path = path[self.strip_len :]
         if self.upstream_prefix:
-            path = self.upstream_prefix + path
-        return path
+            return self.upstream_prefix + path
+        return path or "/"
 
     def allows(self, method: str) -> bool:
         return not self.methods or method in self.methods

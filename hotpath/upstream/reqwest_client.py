@@ -86,7 +86,14 @@ class ReqwestUpstreamClient:
         timeout: float,
     ) -> AsyncIterator[UpstreamResponse]:
         assert self._client is not None, "client used before start()"
-        builder = self._client.request(method, url).headers(headers).timeout(_delta(timeout))
+        # Read-ahead 0: every chunk is handed over as it arrives. pyreqwest's default
+        # buffers up to 64 KiB before returning, which holds server-sent events back.
+        builder = (
+            self._client.request(method, url)
+            .headers(headers)
+            .timeout(_delta(timeout))
+            .streamed_read_buffer_limit(0)
+        )
         if body is not None:
             builder = builder.body_bytes(body) if isinstance(body, bytes) else builder.body_stream(body)
         try:

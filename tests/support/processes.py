@@ -158,6 +158,7 @@ class Upstream:
 
     def stop(self) -> None:
         _stop(self.proc)
+        self.log.close()
 
 
 class Gateway:

@@ -8,6 +8,7 @@ Endpoints:
 - ``/upload``: reads the body as it streams and reports its size.
 - ``/status/<code>``: that status, with ``Retry-After`` if ``?retry_after=`` is given.
 - ``/slow?delay=s``: answers after ``delay`` seconds.
+- ``/hop``: a response carrying hop-by-hop headers (and one named in ``Connection``).
 - ``/hang``: never answers.
 - ``/cache/...``: 200 with ``Cache-Control`` from ``?cc=`` and ``Vary`` from ``?vary=``.
 - ``/_control`` (POST JSON): ``mode`` ok|fail|hang|slow, ``status`` for fail, ``delay`` for
@@ -82,6 +83,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _body(receive)
         extra = [(b"retry-after", q["retry_after"].encode())] if "retry_after" in q else []
         return await _json(send, int(path.rsplit("/", 1)[1]), {"status": path}, extra)
+    if path == "/hop":
+        await _body(receive)
+        return await _json(send, 200, {"hop": True}, [
+            (b"connection", b"x-upstream-secret"), (b"x-upstream-secret", b"1"), (b"keep-alive", b"timeout=5"),
+            (b"proxy-authenticate", b"Basic"), (b"x-kept", b"yes"), (b"x-request-id", b"upstream-chosen")])
     if path == "/slow":
         await asyncio.sleep(float(q.get("delay", "1")))
         return await _json(send, 200, {"slow": True})
