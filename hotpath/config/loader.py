@@ -14,6 +14,7 @@ Precedence, lowest first: the file, then environment variables, then CLI flags.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -145,6 +146,11 @@ def load_config_text(
         _set_path(raw, dotted, value)
 
     gateway = ctx.convert(raw, GatewayConfig, "")
+    for i, cidr in enumerate(gateway.server.trusted_proxies):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ctx.error(f"server.trusted_proxies[{i}]", f"'{cidr}' is not an IP address or CIDR") from None
     services = {
         name: ctx.convert(svc, ServiceConfig, f"services.{name}") for name, svc in gateway.services.items()
     }

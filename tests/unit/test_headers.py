@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from hotpath.headers import RequestHeaderPolicy, TrustedProxies, response_headers, safe_id
+
+IDENTITY = ("x-user-id", "x-user-roles")
+
+
+def build(headers: list[tuple[bytes, bytes]], *, peer: str = "10.1.2.3", trusted: tuple[str, ...] = ()) -> dict[str, str]:
+    policy = RequestHeaderPolicy(IDENTITY, TrustedProxies(trusted))
+    out = policy.build(headers, peer=peer, scheme="http", request_id="rid", correlation_id=None,
+                       extra=[(b"x-user-id", b"verified")])
+    assert len({k for k, _ in out}) == len(out), out  # no duplicates
+    return dict(out)
+
+
+def test_drops_hop_by_hop_connection_named_and_owned() -> None:
+    sent = build([(b"host", b"gw"), (b"connection", b"close, x-a"), (b"x-a", b"1"), (b"te", b"trailers"),
+                  (b"x-user-id", b"spoofed"), (b"content-length", b"3"), (b"x-b", b"2")])
+    assert "x-a" not in sent and "te" not in sent and "content-length" not in sent and "host" not in sent
+    assert sent["x-user-id"] == "verified"
+    assert sent["x-b"] == "2"
+    assert sent["x-forwarded-host"] == "gw"
+    assert sent["x-request-id"] == "rid"
+
+
+def test_untrusted_peer_cannot_set_forwarded_headers() -> None:
+    sent = build([(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-proto", b"https"), (b"forwarded", b"for=1.1.1.1")])
+    assert sent["x-forwarded-for"] == "10.1.2.3"
+    assert sent["x-forwarded-proto"] == "http"
+    assert "forwarded" not in sent
+
+
+def test_trusted_peer_extends_chain() -> None:
+    sent = build([(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-proto", b"https")], trusted=("10.0.0.0/8",))
+    assert sent["x-forwarded-for"] == "1.1.1.1, 10.1.2.3"
+    assert sent["x-forwarded-proto"] == "https"
+
+
+def test_client_ip_is_rightmost_untrusted() -> None:
+    t = TrustedProxies(["10.0.0.0/8", "192.168.0.0/16"])
+    assert t.client_from_chain("10.0.0.1", b"6.6.6.6, 203.0.113.5, 192.168.1.1") == "203.0.113.5"
+    assert t.client_from_chain("203.0.113.7", b"6.6.6.6") == "203.0.113.7"  # untrusted peer: header ignored
+
+
+def test_response_headers() -> None:
+    out = response_headers([("connection", "x-s"), ("x-s", "1"), ("transfer-encoding", "chunked"),
+                            ("x-request-id", "theirs"), ("content-type", "text/plain")],
+                           (b"x-request-id", b"ours"), None)
+    assert out == [(b"content-type", b"text/plain"), (b"x-request-id", b"ours")]
+
+
+def test_safe_id() -> None:
+    assert safe_id(b"abc-123_x.y:z") == "abc-123_x.y:z"
+    assert safe_id(b"a b") is None
+    assert safe_id(b"x" * 129) is None
+    assert safe_id(None) is None
