@@ -90,6 +90,10 @@ class Gateway:
             raw_path: bytes = scope["raw_path"]
             if len(raw_path) + len(ctx.query) > self._max_uri:
                 raise GatewayError(414, ErrorCode.BAD_REQUEST, f"the URI exceeds {self._max_uri} bytes")
+            if not ctx.query.isascii():
+                # Raw non-ASCII is invalid in a request target (RFC 3986); forwarding it would
+                # let the client library re-encode it, changing the bytes the upstream sees.
+                raise errors.bad_request("the query string must be ASCII (percent-encode other bytes)")
             if size > self._max_header:
                 raise GatewayError(431, ErrorCode.BAD_REQUEST, f"request headers exceed {self._max_header} bytes")
             try:

@@ -141,6 +141,15 @@ def test_chunked_body_over_limit_is_refused(gw: Gateway) -> None:
     assert_error(r, 413, "PAYLOAD_TOO_LARGE")
 
 
+def test_query_passes_verbatim_and_non_ascii_is_refused(gw: Gateway) -> None:
+    r = httpx.get(f"{gw.url}/api/echo?b=2&a=%C3%A9&a=1&flag")
+    assert r.json()["query"] == "b=2&a=%C3%A9&a=1&flag"
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"GET /api/echo?q=caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = s.recv(65536)
+    assert data.startswith(b"HTTP/1.1 400"), data
+
+
 def test_uri_too_long(gw: Gateway) -> None:
     assert_error(httpx.get(f"{gw.url}/api/echo?q={'a' * 3000}"), 414, "BAD_REQUEST")
 
