@@ -1,0 +1,1 @@
+"""Helpers shared by the microbenchmarks and the load harness."""
