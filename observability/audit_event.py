@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from hotpath.context import RequestContext
 
 
-class AuditType(str, Enum):
+class AuditType(StrEnum):
     AUTH_FAILURE = "auth_failure"
     FORBIDDEN = "forbidden"
     RATE_LIMITED = "rate_limited"

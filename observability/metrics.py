@@ -39,11 +39,15 @@ RATE_LIMIT_DECISIONS = Counter(
 )
 
 BREAKER_STATE = Gauge(
-    "gatehouse_breaker_state", "Circuit breaker state per service: 0 closed, 1 half-open, 2 open.", ("service",),
+    "gatehouse_breaker_state",
+    "Circuit breaker state per service: 0 closed, 1 half-open, 2 open.",
+    ("service",),
     multiprocess_mode="livemax",
 )
 BREAKER_TRANSITIONS = Counter(
-    "gatehouse_breaker_transitions", "Breaker state changes seen by this worker.", ("service", "from_state", "to_state")
+    "gatehouse_breaker_transitions",
+    "Breaker state changes seen by this worker.",
+    ("service", "from_state", "to_state"),
 )
 BREAKER_OUTCOMES = Counter(
     "gatehouse_breaker_outcomes", "Upstream call outcomes recorded by breakers.", ("service", "outcome")
@@ -62,13 +66,17 @@ RETRY_BUDGET_EXHAUSTED = Counter(
 )
 
 CACHE_REQUESTS = Counter(
-    "gatehouse_cache_requests", "Cache lookups; result is hit, miss, bypass or coalesced.", ("route", "result")
+    "gatehouse_cache_requests",
+    "Cache lookups; result is hit, miss, bypass or coalesced.",
+    ("route", "result"),
 )
 CACHE_STORES = Counter("gatehouse_cache_stores", "Responses written to the cache.", ("route",))
 
 REDIS_ERRORS = Counter("gatehouse_redis_errors", "Redis calls that failed or timed out.", ("operation",))
 REDIS_LATENCY = Histogram(
-    "gatehouse_redis_latency_seconds", "Redis round-trip time per call (a batch counts once).", ("operation",),
+    "gatehouse_redis_latency_seconds",
+    "Redis round-trip time per call (a batch counts once).",
+    ("operation",),
     buckets=REDIS_BUCKETS,
 )
 REDIS_BATCH_SIZE = Histogram(
@@ -80,5 +88,7 @@ AUTH_DECISIONS = Counter("gatehouse_auth_decisions", "Authentication outcomes.",
 JWKS_FETCHES = Counter("gatehouse_jwks_fetches", "JWKS fetches, by result.", ("provider", "result"))
 
 AUDIT_EVENTS = Counter(
-    "gatehouse_audit_events", "Audit events; result is sent, dropped (queue full) or failed.", ("type", "result")
+    "gatehouse_audit_events",
+    "Audit events; result is sent, dropped (queue full) or failed.",
+    ("type", "result"),
 )

@@ -22,7 +22,9 @@ class Telemetry(Protocol):
     def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[tuple[str, str]]]:
         """Starts one upstream attempt; returns a token and headers to inject (traceparent)."""
 
-    def upstream_finished(self, ctx: RequestContext, token: Any, status: int | None, error: str | None) -> None:
+    def upstream_finished(
+        self, ctx: RequestContext, token: Any, status: int | None, error: str | None
+    ) -> None:
         """Ends one upstream attempt."""
 
     async def start(self) -> None: ...
@@ -42,7 +44,9 @@ class NullTelemetry:
     def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[tuple[str, str]]]:
         return None, self._NO_HEADERS
 
-    def upstream_finished(self, ctx: RequestContext, token: Any, status: int | None, error: str | None) -> None:
+    def upstream_finished(
+        self, ctx: RequestContext, token: Any, status: int | None, error: str | None
+    ) -> None:
         return None
 
     async def start(self) -> None:

@@ -11,6 +11,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from hotpath.admin.config import AdminConfig
+from observability.config import ObservabilityConfig
+
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65_535)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -127,6 +130,6 @@ class GatewayConfig(Strict, kw_only=True):
     # Third-party plugins to load by dotted path ("package.module:PluginClass").
     plugin_modules: tuple[str, ...] = ()
     # Owned by their modules, which replace these with typed structs.
-    observability: dict[str, Any] = {}
-    admin: dict[str, Any] = {}
+    observability: ObservabilityConfig = ObservabilityConfig()
+    admin: AdminConfig = AdminConfig()
     audit: dict[str, Any] = {}

@@ -1,0 +1,82 @@
+"""The ``observability:`` section of the configuration file.
+
+Tracing fields left unset (``None``) fall back to the standard ``OTEL_*`` variables
+(see ``observability.tracing``); a value written in the file wins over the environment,
+as OpenTelemetry's own SDKs let code override the variables. ``OTEL_SDK_DISABLED=true``
+switches tracing off whatever the file says.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class _Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class MetricsConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # Off: the gateway records no request metrics and /metrics answers 404. Metrics other
+    # features record (rate limits, breakers, Redis) are still written.
+    enabled: bool = True
+
+
+class TracingConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # None: on when an OTLP endpoint is set here or in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+    # and OTEL_TRACES_EXPORTER is not "none".
+    enabled: bool | None = None
+    # None: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL, then http/protobuf.
+    protocol: Literal["http/protobuf", "grpc"] | None = None
+    # Base URL of the collector, like OTEL_EXPORTER_OTLP_ENDPOINT: "/v1/traces" is appended
+    # for http/protobuf. None: the OTEL_* variables, then localhost:4318 (4317 for gRPC).
+    endpoint: str | None = None
+    # Extra export headers (an API key, usually written as ${VAR}); redacted by the admin API.
+    headers: dict[str, str] = {}
+    # Share of root traces recorded; a request whose caller sent a traceparent follows the
+    # caller's decision. None: OTEL_TRACES_SAMPLER(_ARG), then 1.0.
+    sample_ratio: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    # None: OTEL_SERVICE_NAME, then "gatehouse".
+    service_name: str | None = None
+    export_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
+    # Seconds between batch exports (OTEL_BSP_SCHEDULE_DELAY).
+    export_delay: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    # Spans waiting for export per worker; past it new spans are dropped, never blocking.
+    max_queue_size: Annotated[int, msgspec.Meta(ge=16, le=1_000_000)] = 4096
+    max_export_batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 512
+
+
+class AccessLogConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = True
+    format: Literal["json", "text"] = "json"
+    # Lines under this level are not written: 1xx-3xx are info, 4xx warning, 5xx error
+    # ("warning" keeps only failed requests).
+    level: LogLevel = "info"
+    # "stdout", "stderr" or a file path (opened for append).
+    output: str = "stdout"
+    # Lines are gathered and written together once this many bytes wait. Keep it at or
+    # under 4096 when the output is a pipe (containers): writes up to PIPE_BUF are atomic,
+    # so lines from several workers never interleave.
+    buffer_bytes: Annotated[int, msgspec.Meta(ge=0, le=1_048_576)] = 4096
+    # Longest time a line waits in the buffer.
+    flush_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.5
+    # Key of the keyed hash that replaces user ids in logs and audit events; set it to a
+    # secret (${VAR}) so ids cannot be recovered by hashing guesses.
+    user_hash_key: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "gatehouse"
+
+
+class LoggingConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The gateway's own diagnostic log (logger "gatehouse"), not the access log."""
+
+    level: LogLevel = "info"
+    format: Literal["json", "text"] = "json"
+
+
+class ObservabilityConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
+    access_log: AccessLogConfig = AccessLogConfig()
+    logging: LoggingConfig = LoggingConfig()

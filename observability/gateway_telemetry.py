@@ -1,0 +1,124 @@
+"""The ``Telemetry`` the gateway runs with: metrics, traces and access log, each optional.
+
+Built from the ``observability:`` section once per worker. Each part that is switched off
+is ``None`` and costs one attribute test per hook; everything a request needs (labelled
+metric children, the log's buffer, the tracer) is prepared before the first request.
+
+A request that reached ``request_started`` holds a non-``None`` ``ctx.span`` (the SDK
+span, an unsampled marker, or ``STARTED``); ``request_finished`` uses that to keep the
+in-flight gauge exact even for requests that never got that far.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from observability import logs
+from observability.access_log import AccessLog
+from observability.config import ObservabilityConfig
+from observability.metrics import UNMATCHED_ROUTE
+from observability.request_metrics import RequestMetrics
+from observability.tracing import Tracing, TracingSettings
+
+if TYPE_CHECKING:
+    from hotpath.context import RequestContext
+
+STARTED = object()  # ctx.span when the request started without a recorded span
+_NO_HEADERS: list[tuple[str, str]] = []
+
+
+class _Attempt:
+    __slots__ = ("span", "started")
+
+    def __init__(self, started: float, span: Any) -> None:
+        self.started = started
+        self.span = span
+
+
+class GatewayTelemetry:
+    __slots__ = ("access_log", "config", "metrics", "tracing")
+
+    def __init__(
+        self,
+        config: ObservabilityConfig,
+        *,
+        routes: tuple[str, ...] = (),
+        services: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = RequestMetrics(routes, services) if config.metrics.enabled else None
+        self.access_log = AccessLog(config.access_log) if config.access_log.enabled else None
+        settings = TracingSettings(config.tracing, os.environ if env is None else env)
+        self.tracing = Tracing(settings) if settings.enabled else None
+
+    async def start(self) -> None:
+        logs.configure(self.config.logging)
+        if self.access_log is not None:
+            await self.access_log.start()
+        if self.tracing is not None:
+            await self.tracing.start()
+
+    async def stop(self) -> None:
+        if self.tracing is not None:
+            await self.tracing.stop()
+        if self.access_log is not None:
+            await self.access_log.stop()
+
+    def request_started(self, ctx: RequestContext) -> None:
+        if ctx.span is not None:
+            return
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
+        tracing = self.tracing
+        if tracing is not None and tracing.tracer is not None:
+            start_ns = time.time_ns() - int((perf_counter() - ctx.started) * 1e9)
+            tracing.start_request(ctx, start_ns)
+        if ctx.span is None:
+            ctx.span = STARTED
+
+    def request_finished(self, ctx: RequestContext) -> None:
+        duration = perf_counter() - ctx.started
+        metrics = self.metrics
+        if metrics is not None:
+            if ctx.span is not None:
+                metrics.in_flight.dec()
+            route = ctx.route
+            metrics.route(route.name if route is not None else UNMATCHED_ROUTE).record(
+                ctx.method, ctx.status, duration
+            )
+        if self.tracing is not None:
+            self.tracing.end_request(ctx, time.time_ns())
+        if self.access_log is not None:
+            self.access_log.write(ctx, duration)
+
+    def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[tuple[str, str]]]:
+        if self.tracing is None:
+            return perf_counter(), _NO_HEADERS
+        span, headers = self.tracing.start_attempt(ctx, attempt)
+        return _Attempt(perf_counter(), span), headers
+
+    def upstream_finished(
+        self, ctx: RequestContext, token: Any, status: int | None, error: str | None
+    ) -> None:
+        if isinstance(token, _Attempt):
+            started: float = token.started
+            if self.tracing is not None:
+                self.tracing.end_attempt(token.span, status, error)
+        else:
+            started = token
+        metrics = self.metrics
+        route = ctx.route
+        if metrics is not None and route is not None:
+            # The histogram measures time to the response head (set by the proxy when the
+            # head arrived); failed attempts count until they failed.
+            head_ms = ctx.upstream_ms
+            if status is not None and head_ms is not None:
+                seconds = head_ms / 1000.0
+            else:
+                seconds = perf_counter() - started
+            metrics.upstream(route.service.name).observe(seconds)

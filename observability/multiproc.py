@@ -1,0 +1,103 @@
+"""prometheus-client multiprocess mode: the directory, dead workers, and ``/metrics``.
+
+Granian forks its workers from ``gatehouse run``. prometheus-client picks its value
+storage when it is first imported, so the main process must set
+``PROMETHEUS_MULTIPROC_DIR`` before anything imports it (``prepare_dir`` runs first thing
+in ``cmd_run``); every worker then writes its samples to its own memory-mapped files,
+and ``/metrics`` in any worker sums the files of all of them.
+
+When Granian respawns or stops a worker, the main process marks it dead, which removes
+its live gauges (in-flight requests, breaker state) while its counters and histograms
+stay in the sum: a respawn neither loses nor doubles a count.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+log = logging.getLogger("gatehouse")
+
+
+class MultiprocessSetupError(RuntimeError):
+    """prometheus-client was imported before the multiprocess directory was set."""
+
+
+def prepare_dir() -> Path:
+    """Create (or empty) the directory and export it; call before prometheus_client loads.
+
+    A directory named by the operator is emptied of its ``.db`` files (values of a previous
+    run would be summed in otherwise); without one, a private temporary directory is made
+    and removed when the main process exits.
+    """
+    if "prometheus_client" in sys.modules and ENV not in os.environ:
+        raise MultiprocessSetupError(
+            "prometheus_client was imported before the multiprocess directory was set; "
+            "metrics of the workers would not be shared"
+        )
+    given = os.environ.get(ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return path
+    path = Path(tempfile.mkdtemp(prefix="gatehouse-metrics-"))
+    os.environ[ENV] = str(path)
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:  # forked children inherit atexit hooks
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
+    return path
+
+
+def mark_dead(pids: Iterable[int | None]) -> None:
+    """Drop the live gauges of workers that exited (called in the main process)."""
+    if not os.environ.get(ENV):
+        return
+    from prometheus_client import multiprocess
+
+    for pid in pids:
+        if pid is None:
+            continue
+        try:
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        except OSError as exc:  # never let bookkeeping stop a respawn
+            log.warning("could not mark metrics of worker %s dead: %s", pid, exc)
+
+
+class MetricsExposition:
+    """Renders the text exposition: summed across workers in multiprocess mode."""
+
+    __slots__ = ("_registry",)
+
+    def __init__(self) -> None:
+        from prometheus_client import REGISTRY, CollectorRegistry
+
+        self._registry: Any
+        if os.environ.get(ENV):
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self._registry = CollectorRegistry()
+            MultiProcessCollector(self._registry)  # type: ignore[no-untyped-call]
+        else:
+            self._registry = REGISTRY
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        body: bytes = generate_latest(self._registry)
+        return body
