@@ -12,7 +12,9 @@ from hotpath.plugin import Plugin
 ENTRY_POINT_GROUP = "gatehouse.plugins"
 
 # Built-in plugins by config name. Each value is "module:Class".
-BUILTINS: dict[str, str] = {}
+BUILTINS: dict[str, str] = {
+    "auth": "plugins.auth:AuthPlugin",
+}
 
 
 def import_plugin(dotted: str) -> type[Plugin[Any]]:

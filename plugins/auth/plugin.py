@@ -1,0 +1,152 @@
+"""The ``auth`` plugin: bearer JWT verification, route policy, identity propagation.
+
+Per request, a cached token costs one header scan, one dict lookup and an ``exp`` check;
+the identity and the upstream identity headers come ready-made from the cache. Only a
+token naming an unknown ``kid`` (or arriving before the first JWKS fetch) waits on I/O,
+and then at most once per cooldown.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+
+from hotpath.context import RequestContext
+from hotpath.plugin import LocalResponse, Plugin, PluginSetup
+from observability.audit_event import AuditType, event_for_request
+from observability.metrics import AUTH_DECISIONS
+from plugins.auth.config import AuthRouteConfig, AuthSettings
+from plugins.auth.errors import InvalidToken, KeysUnavailable, Reason, UnknownKey
+from plugins.auth.provider import Provider, static_keys
+from plugins.auth.responses import AuthResponses, Canned
+from plugins.auth.verifier import Verified
+
+_BEARER = b"bearer "
+
+
+class AuthPlugin(Plugin[AuthRouteConfig]):
+    name: ClassVar[str] = "auth"
+    # Early: rate limits (which read the tier) and caches (which key on identity) come after.
+    priority: ClassVar[int] = 1450
+    config_type: ClassVar[type[msgspec.Struct]] = AuthRouteConfig
+    settings_type: ClassVar[type[msgspec.Struct] | None] = AuthSettings
+
+    def __init__(self, config: AuthRouteConfig, setup: PluginSetup) -> None:
+        super().__init__(config, setup)
+        settings = setup.settings if isinstance(setup.settings, AuthSettings) else AuthSettings()
+        runtime = setup.runtime
+        self._runtime = runtime
+        self._public = config.mode == "public"
+        self._optional = config.mode == "optional"
+        self._header = settings.header.lower().encode("ascii")
+        realm = settings.realm
+        self._responses = runtime.singleton(f"auth.responses.{realm}", lambda: AuthResponses(realm))
+        self._scopes = frozenset(config.scopes)
+        self._roles = frozenset(config.roles)
+        self._all_roles = config.roles_match == "all"
+        self._forbidden_scope = self._responses.forbidden(config.scopes, "the token lacks a required scope")
+        self._forbidden_role = self._responses.forbidden(config.scopes, "the caller lacks a required role")
+        route = setup.route.name
+        self._allowed = AUTH_DECISIONS.labels(route, "allowed")
+        self._anonymous = AUTH_DECISIONS.labels(route, "anonymous")
+        self._missing = AUTH_DECISIONS.labels(route, "missing")
+        self._invalid = AUTH_DECISIONS.labels(route, "invalid")
+        self._forbidden = AUTH_DECISIONS.labels(route, "forbidden")
+        self._unavailable = AUTH_DECISIONS.labels(route, "unavailable")
+        self.provider: Provider | None = None
+        if self._public:
+            return
+        name = config.provider or settings.default_provider
+        if name is None and len(settings.providers) == 1:
+            name = next(iter(settings.providers))
+        known = ", ".join(sorted(settings.providers)) or "none is configured"
+        if name is None:
+            raise ValueError(f"provider: name one of plugins.auth.providers ({known})")
+        if name not in settings.providers:
+            raise ValueError(f"provider: unknown provider '{name}' (plugins.auth.providers: {known})")
+        provider_config = settings.providers[name]
+
+        def make() -> Provider:
+            provider = Provider(name, provider_config)
+            runtime.on_startup(provider.start)
+            runtime.on_shutdown(provider.stop)
+            return provider
+
+        self.provider = runtime.singleton(f"auth.provider.{name}", make)
+        self._verify = self.provider.verifier.verify
+
+    @classmethod
+    def validate_settings(cls, settings: msgspec.Struct | None) -> None:
+        if not isinstance(settings, AuthSettings):
+            return
+        for name, provider in settings.providers.items():
+            try:
+                static_keys(provider)
+            except ValueError as exc:
+                raise ValueError(f"providers.{name}.{exc}") from None
+
+    async def on_request(self, ctx: RequestContext) -> LocalResponse | None:
+        if self._public:
+            return None
+        value: bytes | None = None
+        name = self._header
+        for k, v in ctx.headers:
+            if k == name:
+                if value is not None:
+                    # Two credentials: which one a proxy or upstream would read is anyone's guess.
+                    return self._fail(ctx, Reason.MALFORMED)
+                value = v
+        if value is None or value[:7].lower() != _BEARER:
+            if self._optional:
+                self._anonymous.inc()
+                return None
+            self._missing.inc()
+            self._audit(ctx, AuditType.AUTH_FAILURE, Reason.MISSING.value)
+            return self._responses.missing.response(ctx.request_id)
+        token = value[7:].strip()
+        try:
+            verified = self._verify(token)
+        except InvalidToken as exc:
+            return self._fail(ctx, exc.reason)
+        except (UnknownKey, KeysUnavailable):
+            result = await self._slow_path(ctx, token)
+            if isinstance(result, LocalResponse):
+                return result
+            verified = result
+        identity = verified.identity
+        ctx.identity = identity
+        if self._scopes and not self._scopes <= identity.scopes:
+            return self._deny(ctx, self._forbidden_scope, "missing_scope")
+        if self._roles and (
+            not self._roles <= identity.roles if self._all_roles else self._roles.isdisjoint(identity.roles)
+        ):
+            return self._deny(ctx, self._forbidden_role, "missing_role")
+        ctx.upstream_headers.extend(verified.headers)
+        self._allowed.inc()
+        return None
+
+    async def _slow_path(self, ctx: RequestContext, token: bytes) -> Verified | LocalResponse:
+        assert self.provider is not None
+        try:
+            return await self.provider.verify_after_refresh(token)
+        except InvalidToken as exc:
+            return self._fail(ctx, exc.reason)
+        except KeysUnavailable:
+            self._unavailable.inc()
+            return self._responses.unavailable.response(ctx.request_id)
+
+    def _fail(self, ctx: RequestContext, reason: Reason) -> LocalResponse:
+        self._invalid.inc()
+        self._audit(ctx, AuditType.AUTH_FAILURE, reason.value)
+        return self._responses.invalid[reason].response(ctx.request_id)
+
+    def _deny(self, ctx: RequestContext, canned: Canned, reason: str) -> LocalResponse:
+        self._forbidden.inc()
+        self._audit(ctx, AuditType.FORBIDDEN, reason)
+        return canned.response(ctx.request_id)
+
+    def _audit(self, ctx: RequestContext, kind: AuditType, reason: str) -> None:
+        provider = self.provider
+        details: dict[str, Any] | None = {"provider": provider.name} if provider is not None else None
+        self._runtime.audit.emit(event_for_request(kind, ctx, reason, details))
