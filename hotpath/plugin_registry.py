@@ -14,6 +14,8 @@ ENTRY_POINT_GROUP = "gatehouse.plugins"
 # Built-in plugins by config name. Each value is "module:Class".
 BUILTINS: dict[str, str] = {
     "auth": "plugins.auth:AuthPlugin",
+    "cache": "plugins.cache:CachePlugin",
+    "cors": "plugins.cors:CorsPlugin",
 }
 
 
