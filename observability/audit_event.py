@@ -39,10 +39,21 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):
     details: dict[str, Any] | None = None
 
 
-def hash_user(subject: str | None, salt: bytes = b"gatehouse") -> str | None:
+# Key of the user-id hash; observability.audit sets it from the configuration (a secret)
+# at worker start, so audit events and access logs hash a user alike.
+_user_hash_key = b"gatehouse"
+
+
+def set_user_hash_key(key: str | bytes) -> None:
+    global _user_hash_key
+    _user_hash_key = (key.encode("utf-8") if isinstance(key, str) else key)[:64]
+
+
+def hash_user(subject: str | None, salt: bytes | None = None) -> str | None:
     if subject is None:
         return None
-    return hashlib.blake2b(subject.encode("utf-8"), digest_size=12, key=salt[:64]).hexdigest()
+    key = _user_hash_key if salt is None else salt[:64]
+    return hashlib.blake2b(subject.encode("utf-8"), digest_size=12, key=key).hexdigest()
 
 
 def event_for_request(

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from hotpath.admin.config import AdminConfig
+from observability.audit_config import AuditConfig
 from observability.config import ObservabilityConfig
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
@@ -132,4 +133,4 @@ class GatewayConfig(Strict, kw_only=True):
     # Owned by their modules, which replace these with typed structs.
     observability: ObservabilityConfig = ObservabilityConfig()
     admin: AdminConfig = AdminConfig()
-    audit: dict[str, Any] = {}
+    audit: AuditConfig = AuditConfig()
