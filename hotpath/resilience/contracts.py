@@ -4,15 +4,22 @@ The proxy calls, per attempt: ``breaker.admit()`` (sync, local state only; retur
 permit or raises ``GatewayError`` 503 CIRCUIT_BREAKER_OPEN), awaits ``permit.ready()``
 (a no-op unless a half-open probe slot must be won cluster-wide), then
 ``breaker.record(permit, outcome)`` once the attempt's fate is known.
+
+After a failed attempt it asks ``retry.delay(attempt, cause, retry_after, remaining)`` where
+``cause`` is the HTTP status, or ``CAUSE_CONNECT`` / ``CAUSE_TIMEOUT`` (not HTTP statuses).
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
+# Retry causes that are not HTTP statuses.
+CAUSE_CONNECT = 0
+CAUSE_TIMEOUT = 1
 
-class Outcome(str, Enum):
+
+class Outcome(StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"  # 5xx
     TIMEOUT = "timeout"
@@ -36,7 +43,7 @@ class Breaker(Protocol):
 class RetryPolicy(Protocol):
     def retryable_methods(self) -> frozenset[str]: ...
 
-    def delay(self, attempt: int, status: int | None, retry_after: float | None, remaining: float) -> float | None:
+    def delay(self, attempt: int, cause: int, retry_after: float | None, remaining: float) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to stop retrying."""
 
     def on_request(self) -> None:
@@ -72,7 +79,7 @@ class NoRetry:
     def retryable_methods(self) -> frozenset[str]:
         return self._NONE
 
-    def delay(self, attempt: int, status: int | None, retry_after: float | None, remaining: float) -> float | None:
+    def delay(self, attempt: int, cause: int, retry_after: float | None, remaining: float) -> float | None:
         return None
 
     def on_request(self) -> None:

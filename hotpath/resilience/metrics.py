@@ -1,0 +1,34 @@
+"""One service's breaker metric children, resolved once at construction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hotpath.resilience.contracts import Outcome
+from hotpath.resilience.machine import STATE_NAMES
+from observability import metrics as m
+
+# Gauge values documented on BREAKER_STATE: 0 closed, 1 half-open, 2 open.
+GAUGE_VALUE = {0: 0.0, 1: 2.0, 2: 1.0}
+
+
+class BreakerMetrics:
+    __slots__ = ("_state", "_transitions", "fallback", "outcomes", "rejections")
+
+    def __init__(self, service: str) -> None:
+        self._state = m.BREAKER_STATE.labels(service)
+        self.rejections = m.BREAKER_REJECTIONS.labels(service)
+        self.fallback = m.BREAKER_LOCAL_FALLBACK.labels(service)
+        self.outcomes: dict[Outcome, Any] = {o: m.BREAKER_OUTCOMES.labels(service, o.value) for o in Outcome}
+        self._transitions = {
+            (a, b): m.BREAKER_TRANSITIONS.labels(service, STATE_NAMES[a], STATE_NAMES[b])
+            for a in range(3)
+            for b in range(3)
+            if a != b
+        }
+        self._state.set(0.0)
+
+    def transition(self, old: int, new: int) -> None:
+        if old != new:
+            self._transitions[(old, new)].inc()
+        self._state.set(GAUGE_VALUE[new])

@@ -1,0 +1,59 @@
+"""The breakers of one worker, for the admin API and ``/health``.
+
+The admin API gets it with ``breaker_registry(runtime)`` and calls ``snapshot()``,
+``reset(name)`` or ``reset_all()``. With Redis, a reset is decided in Redis and published,
+so it reaches every worker and pod; with the in-process backend it resets this worker only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from hotpath.runtime import WorkerRuntime
+
+SINGLETON_KEY = "resilience.breakers"
+
+
+class ManagedBreaker(Protocol):
+    name: str
+
+    def state_name(self) -> str: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    async def reset(self) -> None: ...
+
+
+class BreakerRegistry:
+    def __init__(self) -> None:
+        self._breakers: dict[str, ManagedBreaker] = {}
+
+    def add(self, breaker: ManagedBreaker) -> None:
+        self._breakers[breaker.name] = breaker
+
+    def names(self) -> list[str]:
+        return sorted(self._breakers)
+
+    def get(self, name: str) -> ManagedBreaker | None:
+        return self._breakers.get(name)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One entry per configured breaker: service, state, backend, retry_after, ..."""
+        return [self._breakers[n].describe() for n in sorted(self._breakers)]
+
+    async def reset(self, name: str) -> bool:
+        """Close one service's breaker; False if the service has none."""
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            return False
+        await breaker.reset()
+        return True
+
+    async def reset_all(self) -> int:
+        for breaker in self._breakers.values():
+            await breaker.reset()
+        return len(self._breakers)
+
+
+def breaker_registry(runtime: WorkerRuntime) -> BreakerRegistry:
+    return runtime.singleton(SINGLETON_KEY, BreakerRegistry)

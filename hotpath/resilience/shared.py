@@ -1,0 +1,312 @@
+"""A service's breaker as one worker sees it: a local mirror of the state in Redis.
+
+``admit()`` reads the mirror only. While closed it returns the epoch's permit and does no
+I/O; outcomes are appended to a batch (one byte each) that the worker's ``BreakerHub``
+sends to ``breaker.lua`` every ``flush_interval``. Transitions are decided in Redis and come
+back in the script's reply or over pub/sub, within milliseconds, to every worker.
+
+Half-open, a caller gets a ``SharedProbe`` whose ``ready()`` asks Redis for a probe lease;
+the script grants exactly ``probes`` of them cluster-wide. A worker never has more lease
+requests outstanding than there are probes, and after a refusal it refuses locally until
+a lease could have expired, so a crowd of callers costs a handful of Redis calls.
+
+When a Redis call fails, the breaker switches to its in-process ``LocalBreaker`` (same
+semantics, seeded with the last known state) until the hub reaches Redis again; every
+decision taken meanwhile is counted in ``gatehouse_breaker_local_fallback``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from hotpath.resilience.contracts import Outcome, Permit
+from hotpath.resilience.local import LocalBreaker
+from hotpath.resilience.machine import CLOSED, HALF_OPEN, OPEN, STATE_NAMES
+from hotpath.resilience.metrics import BreakerMetrics
+from hotpath.resilience.permits import EpochPermit, Rejection, verdict
+from hotpath.resilience.policy import BreakerPolicy
+from observability.audit_event import AuditSink
+
+if TYPE_CHECKING:
+    from hotpath.resilience.hub import BreakerHub
+
+log = logging.getLogger("gatehouse.breaker")
+
+Clock = Callable[[], float]
+
+_S, _F = ord("S"), ord("F")
+# After a refused probe request, ask Redis again no sooner than this (or the next lease expiry).
+PROBE_RECHECK = 0.5
+
+
+class SharedProbe:
+    """A half-open call: admitted locally, then a lease must be won in Redis."""
+
+    __slots__ = ("epoch", "granted", "inner", "owner", "token")
+
+    def __init__(self, owner: SharedBreaker, token: str) -> None:
+        self.owner = owner
+        self.token = token
+        self.epoch = -1
+        self.granted = False
+        self.inner: Permit | None = None  # the fallback's permit if Redis failed meanwhile
+
+    async def ready(self) -> None:
+        await self.owner._acquire(self)
+
+
+class SharedBreaker:
+    __slots__ = (
+        "_acquiring",
+        "_clock",
+        "_epoch",
+        "_fallback",
+        "_fast",
+        "_held",
+        "_hub",
+        "_in_fallback",
+        "_metrics",
+        "_open_until",
+        "_permit",
+        "_probe_block_until",
+        "_queued",
+        "_reject",
+        "_seq",
+        "_slow",
+        "_state",
+        "_tally",
+        "_token_prefix",
+        "_tokens",
+        "args",
+        "key",
+        "name",
+        "policy",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        policy: BreakerPolicy,
+        hub: BreakerHub,
+        *,
+        key: str,
+        channel: str,
+        token_prefix: str,
+        audit: AuditSink,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self.key = key
+        # ARGV[2..13] of breaker.lua, encoded once.
+        self.args: tuple[str, ...] = (*(str(a) for a in policy.lua_args), channel, name)
+        self._hub = hub
+        self._clock = clock
+        self._metrics = BreakerMetrics(name)
+        self._fallback = LocalBreaker(name, policy, clock=clock, audit=audit, metrics=self._metrics)
+        self._reject = Rejection(name)
+        self._slow = policy.slow
+        self._state = CLOSED
+        self._epoch = -1  # unknown until the first reply; the first batch waits for it
+        self._permit = EpochPermit(self._epoch)
+        self._open_until = 0.0
+        self._fast = True
+        self._in_fallback = False
+        self._seq = bytearray()
+        self._tally: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+        self._queued = False
+        self._acquiring = 0
+        self._held = 0
+        self._probe_block_until = 0.0
+        self._token_prefix = token_prefix
+        self._tokens = itertools.count(1)
+
+    # -- Breaker protocol (hot path) ------------------------------------------------------
+    def admit(self) -> Permit:
+        if self._fast:
+            return self._permit
+        return self._admit_slow()
+
+    def record(self, permit: Permit, outcome: Outcome, duration: float) -> None:
+        if permit is self._permit:
+            if outcome is Outcome.SUCCESS:
+                if duration > self._slow:
+                    self._seq.append(_F)
+                    self._tally[Outcome.SLOW] += 1
+                else:
+                    self._seq.append(_S)
+                    self._tally[Outcome.SUCCESS] += 1
+            elif outcome is Outcome.IGNORED:
+                self._tally[Outcome.IGNORED] += 1
+                return
+            else:
+                self._seq.append(_F)
+                self._tally[outcome] += 1
+            if not self._queued:
+                self._queued = True
+                self._hub.dirty(self)
+            return
+        self._record_slow(permit, outcome, duration)
+
+    def state_name(self) -> str:
+        if self._in_fallback:
+            return self._fallback.state_name()
+        if self._state == OPEN and self._clock() >= self._open_until:
+            return STATE_NAMES[HALF_OPEN]
+        return STATE_NAMES[self._state]
+
+    # -- slow paths -----------------------------------------------------------------------
+    def _admit_slow(self) -> Permit:
+        if self._in_fallback:
+            self._metrics.fallback.inc()
+            return self._fallback.admit()
+        now = self._clock()
+        if self._state == OPEN and now < self._open_until:
+            self._metrics.rejections.inc()
+            raise self._reject.error(self._open_until - now)
+        # Half-open, or open long enough that Redis will move it to half-open.
+        if now < self._probe_block_until or self._acquiring + self._held >= self.policy.probes:
+            self._metrics.rejections.inc()
+            raise self._reject.error(max(self._probe_block_until - now, 0.0))
+        self._acquiring += 1
+        return SharedProbe(self, f"{self._token_prefix}{next(self._tokens)}")
+
+    async def _acquire(self, probe: SharedProbe) -> None:
+        try:
+            reply = await self._hub.probe(self, probe.token)
+        finally:
+            self._acquiring -= 1
+        if reply is None:  # Redis failed: the fallback decides this call
+            self._metrics.fallback.inc()
+            probe.inner = self._fallback.admit()
+            return
+        if reply.granted:
+            probe.granted = True
+            probe.epoch = reply.epoch
+            if reply.epoch == self._epoch:
+                self._held += 1
+            return
+        now = self._clock()
+        if self._state == HALF_OPEN and reply.probes_free == 0:
+            wait = reply.lease_wait if reply.lease_wait > 0 else PROBE_RECHECK
+            self._probe_block_until = now + min(wait, PROBE_RECHECK)
+        self._metrics.rejections.inc()
+        wait = self._open_until - now if self._state == OPEN else max(self._probe_block_until - now, 0.0)
+        raise self._reject.error(wait)
+
+    def _record_slow(self, permit: Permit, outcome: Outcome, duration: float) -> None:
+        if isinstance(permit, SharedProbe):
+            if permit.owner is not self:
+                return
+            if permit.inner is not None:
+                self._fallback.record(permit.inner, outcome, duration)
+                return
+            if not permit.granted:
+                return
+            permit.granted = False  # one outcome per probe
+            if permit.epoch == self._epoch and self._held > 0:
+                self._held -= 1
+            self._metrics.outcomes[Outcome.SLOW if outcome is Outcome.SUCCESS and duration > self._slow
+                                   else outcome].inc()
+            self._hub.probe_done(self, permit.token, verdict(outcome, duration, self._slow))
+            return
+        # A permit of the fallback breaker, or one of an earlier epoch (stale: the fallback
+        # does not recognise it either and only counts it).
+        self._fallback.record(permit, outcome, duration)
+
+    # -- batching -------------------------------------------------------------------------
+    def take_batch(self) -> tuple[int, bytes, dict[Outcome, int]]:
+        """(epoch, outcomes, tally) gathered since the last flush; resets them."""
+        self._queued = False
+        seq = bytes(self._seq)
+        self._seq.clear()
+        tally = self._tally
+        self._tally = dict.fromkeys(Outcome, 0)
+        for outcome, n in tally.items():
+            if n:
+                self._metrics.outcomes[outcome].inc(n)
+        return self._epoch, seq, tally
+
+    # -- state from Redis -----------------------------------------------------------------
+    def apply(self, state: int, epoch: int, open_left: float, *, force: bool = False) -> None:
+        """Adopt a state Redis reported (a script reply or a pub/sub message)."""
+        if epoch < self._epoch and not force:
+            return  # older news than what this worker already knows
+        now = self._clock()
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._permit = EpochPermit(epoch)
+            # Outcomes gathered under the old epoch would be refused by the script anyway.
+            self._seq.clear()
+            self._held = 0
+            self._probe_block_until = 0.0
+        old = self._state
+        self._state = state
+        self._open_until = now + open_left if state == OPEN else 0.0
+        self._fast = state == CLOSED and not self._in_fallback
+        if old != state:
+            self._metrics.transition(old, state)
+
+    def enter_fallback(self, failed_batch: bytes = b"") -> None:
+        """Redis failed: decide locally from now on, starting from the last known state."""
+        if self._in_fallback:
+            return
+        log.warning("breaker %s: Redis unavailable, using the in-process breaker", self.name)
+        now = self._clock()
+        if self._state == OPEN:
+            self._fallback.seed(OPEN, max(0.0, self._open_until - now))
+        elif self._state == HALF_OPEN:
+            self._fallback.seed(OPEN, 0.0)  # half-open again on the next call
+        else:
+            self._fallback.seed(CLOSED, 0.0)
+        # Outcomes that could not be sent still count, locally.
+        machine = self._fallback.machine
+        for letter in failed_batch:
+            machine.record(letter == _F, now)
+        self._seq.clear()
+        self._in_fallback = True
+        self._fast = False
+
+    def leave_fallback(self, state: int, epoch: int, open_left: float) -> None:
+        if not self._in_fallback:
+            self.apply(state, epoch, open_left)
+            return
+        log.warning("breaker %s: Redis reachable again, using the shared breaker", self.name)
+        self._in_fallback = False
+        self.apply(state, epoch, open_left, force=True)
+
+    @property
+    def in_fallback(self) -> bool:
+        return self._in_fallback
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    # -- inspection and control ---------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        if self._in_fallback:
+            info = self._fallback.describe()
+            info["backend"] = "local_fallback"
+            return info
+        now = self._clock()
+        wait = max(0.0, self._open_until - now) if self._state == OPEN else None
+        return {
+            "service": self.name,
+            "state": self.state_name(),
+            "backend": "redis",
+            "epoch": self._epoch,
+            "retry_after": round(wait, 3) if wait is not None else None,
+            "pending_outcomes": len(self._seq),
+        }
+
+    async def reset(self) -> None:
+        if self._in_fallback:
+            await self._fallback.reset()
+            return
+        if await self._hub.reset(self) is None:
+            await self._fallback.reset()
