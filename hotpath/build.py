@@ -110,3 +110,7 @@ def build_gateway(
         keep_encoded_slash=server.encoded_slash == "keep",
     )
     return gateway, services
+
+
+# Registers the breaker and retry decorator; imported last because it extends this module.
+import hotpath.resilience.wiring  # noqa: E402, F401

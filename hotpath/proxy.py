@@ -21,7 +21,8 @@ from hotpath import errors
 from hotpath.context import RequestContext
 from hotpath.headers import RequestHeaderPolicy, response_headers
 from hotpath.plugin import BodyTap, ResponseHead
-from hotpath.resilience.contracts import Outcome
+from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT, Outcome
+from hotpath.resilience.retry import parse_retry_after
 from hotpath.router import Route
 from hotpath.upstream.client import (
     Body,
@@ -107,10 +108,7 @@ async def _stream_body(ctx: RequestContext, limit: int) -> AsyncIterator[bytes]:
 def _retry_after(head: UpstreamResponse) -> float | None:
     for k, v in head.header_items():
         if k == "retry-after":
-            try:
-                return max(0.0, float(v))
-            except ValueError:
-                return None  # HTTP-date form: let backoff decide
+            return parse_retry_after(v)  # delta-seconds or HTTP-date; None lets backoff decide
     return None
 
 
@@ -205,25 +203,30 @@ class Proxy:
                 ctx.upstream_ms = elapsed * 1000.0
                 telemetry.upstream_finished(ctx, token, None, f"timeout:{exc.phase}")
                 if ctx.status:
-                    breaker.record(permit, Outcome.TIMEOUT, elapsed)
+                    # The outcome was recorded when the head arrived; one call, one outcome.
                     raise ResponseAborted("upstream timed out mid-response") from exc
                 breaker.record(permit, Outcome.TIMEOUT, elapsed)
-                delay = retry.delay(attempt, None, None, deadline - perf_counter()) if may_retry else None
+                delay = None
+                if may_retry:
+                    delay = retry.delay(attempt, CAUSE_TIMEOUT, None, deadline - perf_counter())
                 if delay is None:
                     raise errors.upstream_timeout(service.name) from None
             except UpstreamConnectError as exc:
                 elapsed = perf_counter() - t0
                 telemetry.upstream_finished(ctx, token, None, "connect")
-                breaker.record(permit, Outcome.CONNECT_ERROR, elapsed)
                 if ctx.status:
                     raise ResponseAborted("upstream connection failed mid-response") from exc
+                breaker.record(permit, Outcome.CONNECT_ERROR, elapsed)
                 # A connection that never carried the request can be retried for any method.
                 allowed = may_retry or (replayable and exc.before_send and retry.retryable_methods())
-                delay = retry.delay(attempt, None, None, deadline - perf_counter()) if allowed else None
+                delay = None
+                if allowed:
+                    delay = retry.delay(attempt, CAUSE_CONNECT, None, deadline - perf_counter())
                 if delay is None:
                     raise errors.upstream_unreachable(service.name) from None
             except asyncio.CancelledError:
-                breaker.record(permit, Outcome.IGNORED, perf_counter() - t0)
+                if not ctx.status:  # once the response started, its outcome is recorded
+                    breaker.record(permit, Outcome.IGNORED, perf_counter() - t0)
                 raise
             attempt += 1
             if delay > 0:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from hotpath.admin.config import AdminConfig
+from hotpath.resilience.config import BreakerConfig, RetryConfig
 from observability.audit_config import AuditConfig
 from observability.config import ObservabilityConfig
 
@@ -97,9 +98,9 @@ class ServiceConfig(Strict, kw_only=True):
     urls: tuple[str, ...]
     timeouts: Timeouts = Timeouts()
     pool: PoolConfig = PoolConfig()
-    # Resilience settings are validated by their own modules (breaker, retry).
-    breaker: dict[str, Any] | None = None
-    retry: dict[str, Any] | None = None
+    # Circuit breaker and retries (docs/resilience.md); absent: none.
+    breaker: BreakerConfig | None = None
+    retry: RetryConfig | None = None
 
 
 class RouteConfig(Strict, kw_only=True):
