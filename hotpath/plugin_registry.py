@@ -16,6 +16,7 @@ BUILTINS: dict[str, str] = {
     "auth": "plugins.auth:AuthPlugin",
     "cache": "plugins.cache:CachePlugin",
     "cors": "plugins.cors:CorsPlugin",
+    "rate_limit": "plugins.rate_limit:RateLimitPlugin",
 }
 
 

@@ -1,0 +1,150 @@
+"""Limits compiled into the integers the algorithms use, and the result of a decision.
+
+A compiled limit is ``(kind, a, b, c)`` exactly as the Lua scripts receive them (see
+``lua/decide.lua``), plus the key suffix that identifies its state layout. The suffix
+holds only what the stored state depends on, so a tier change that keeps a window keeps
+its usage, and one that changes a refill rate starts a fresh bucket.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hotpath.ratelimit.config import LimitConfig, SlidingWindow, TierConfig, TokenBucket
+
+SLIDING = 1
+BUCKET = 2
+US = 1_000_000
+# Lua numbers are doubles: keep every product the scripts form an exact integer.
+MAX_EXACT = 2**52
+MIN_BUCKET_US = 1000
+AUTO_PRECISION = 60
+
+
+class CompiledLimit:
+    __slots__ = ("a", "b", "c", "capacity", "kind", "name", "quota", "suffix", "window_s")
+
+    def __init__(self, kind: int, a: int, b: int, c: int, name: str) -> None:
+        self.kind = kind
+        self.a = a
+        self.b = b
+        self.c = c
+        self.name = name
+        self.capacity = a
+        if kind == SLIDING:
+            self.suffix = f"w{b}x{c}"
+            window_us = b * c
+        else:
+            self.suffix = f"b{b}r{c}"
+            window_us = -(-a * b // c)  # time to refill a full bucket
+        # For RateLimit-Policy: "quota units per window seconds".
+        self.quota = a
+        self.window_s = max(1, math.ceil(window_us / US))
+
+    def params(self) -> tuple[int, int, int, int]:
+        return (self.kind, self.a, self.b, self.c)
+
+    def split(self, workers: int) -> CompiledLimit:
+        """This limit's share for one of ``workers`` processes deciding alone."""
+        if workers <= 1:
+            return self
+        if self.kind == SLIDING:
+            return CompiledLimit(SLIDING, -(-self.a // workers), self.b, self.c, self.name)
+        # Same rate per worker over a period `workers` times longer: rate / workers, exactly.
+        return CompiledLimit(BUCKET, -(-self.a // workers), self.b * workers, self.c, self.name)
+
+    def __repr__(self) -> str:
+        return f"CompiledLimit({self.name}: kind={self.kind} a={self.a} b={self.b} c={self.c})"
+
+
+def _auto_precision(window_us: int) -> int:
+    for p in range(AUTO_PRECISION, 0, -1):
+        if window_us % p == 0 and window_us // p >= MIN_BUCKET_US:
+            return p
+    return 1
+
+
+def compile_limit(cfg: LimitConfig, default_name: str) -> CompiledLimit:
+    name = cfg.name or default_name
+    if isinstance(cfg, SlidingWindow):
+        window_us = round(cfg.window * US)
+        prec = cfg.precision or _auto_precision(window_us)
+        if window_us % prec:
+            raise ValueError(f"limit '{name}': a window of {cfg.window:g}s does not split into {prec} equal "
+                             "sub-windows of whole microseconds; choose another precision")
+        bucket = window_us // prec
+        if bucket < MIN_BUCKET_US:
+            raise ValueError(f"limit '{name}': sub-windows would be shorter than 1 ms; lower the precision")
+        if cfg.limit * 2 > MAX_EXACT:
+            raise ValueError(f"limit '{name}': limit is too large")
+        return CompiledLimit(SLIDING, cfg.limit, bucket, prec, name)
+    assert isinstance(cfg, TokenBucket)
+    period_us = round(cfg.period * US)
+    burst = cfg.burst or cfg.rate
+    if burst * period_us > MAX_EXACT // 4:
+        raise ValueError(f"limit '{name}': burst x period is too large to compute exactly")
+    return CompiledLimit(BUCKET, burst, period_us, cfg.rate, name)
+
+
+def compile_tier(tier: TierConfig) -> tuple[CompiledLimit, ...]:
+    limits: list[CompiledLimit] = []
+    if tier.per_second is not None:
+        bucket = TokenBucket(rate=tier.per_second, period=1.0, burst=tier.burst)
+        limits.append(compile_limit(bucket, "per_second"))
+    elif tier.burst is not None:
+        raise ValueError("'burst' belongs with 'per_second' (the token bucket it sizes)")
+    if tier.per_minute is not None:
+        limits.append(compile_limit(SlidingWindow(limit=tier.per_minute, window=60), "per_minute"))
+    if tier.per_hour is not None:
+        limits.append(compile_limit(SlidingWindow(limit=tier.per_hour, window=3600), "per_hour"))
+    for i, cfg in enumerate(tier.limits):
+        limits.append(compile_limit(cfg, f"limit{i}"))
+    if not limits:
+        raise ValueError("a tier needs at least one limit (per_second, per_minute, per_hour or limits)")
+    seen: dict[str, str] = {}
+    names: set[str] = set()
+    for lim in limits:
+        if lim.suffix in seen:
+            raise ValueError(f"limits '{seen[lim.suffix]}' and '{lim.name}' count the same window; merge")
+        if lim.name in names:
+            raise ValueError(f"two limits are named '{lim.name}'")
+        seen[lim.suffix] = lim.name
+        names.add(lim.name)
+    return tuple(limits)
+
+
+class Decision:
+    """The outcome for one request, reported for its tightest limit.
+
+    ``reset_ms``: until that limit is entirely unused again; ``retry_ms``: until the
+    refused request would fit (0 when allowed). ``now_ms`` is the deciding clock (Redis
+    TIME for the Redis backend).
+    """
+
+    __slots__ = ("allowed", "index", "limit", "now_ms", "remaining", "reset_ms", "retry_ms")
+
+    def __init__(
+        self, allowed: bool, index: int, limit: int, remaining: int, reset_ms: int, retry_ms: int, now_ms: int
+    ) -> None:
+        self.allowed = allowed
+        # Position of the tightest limit in the tier's limits (0-based).
+        self.index = index
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_ms = reset_ms
+        self.retry_ms = retry_ms
+        self.now_ms = now_ms
+
+    @property
+    def reset_epoch(self) -> int:
+        """Epoch seconds when the tightest limit is fully available again (rounded up)."""
+        return -(-(self.now_ms + self.reset_ms) // 1000)
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds to wait before retrying (at least 1)."""
+        return max(1, -(-self.retry_ms // 1000))
+
+    def __repr__(self) -> str:
+        return (f"Decision(allowed={self.allowed}, index={self.index}, limit={self.limit}, "
+                f"remaining={self.remaining}, reset_ms={self.reset_ms}, retry_ms={self.retry_ms})")

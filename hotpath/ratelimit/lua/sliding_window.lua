@@ -1,0 +1,76 @@
+-- Sliding window, counted in sub-windows ("buckets") of a hash:
+--   field 't' = units counted in the window, 'o' = oldest bucket that may still count,
+--   field '<bucket index>' = units consumed in that bucket.
+-- Bucket i covers [i*bucket, (i+1)*bucket) microseconds and counts while i > cur - prec.
+-- A unit therefore counts for at least the whole window (never over-admits) and stops
+-- counting at most one bucket late. The key expires when its newest bucket stops
+-- counting, which is never later than one window from the last write.
+
+local function sw_fmt(i)
+  return string.format('%d', i)
+end
+
+-- Drops buckets that left the window; returns units still counted, current bucket, lowest
+-- counted bucket.
+local function sw_trim(key, now, bucket, prec)
+  local cur = math.floor(now / bucket)
+  local low = cur - prec + 1
+  local h = redis.call('HMGET', key, 't', 'o')
+  local total = tonumber(h[1]) or 0
+  local oldest = tonumber(h[2])
+  if oldest ~= nil and oldest < low then
+    if low - oldest >= prec then
+      redis.call('DEL', key)
+      total = 0
+    else
+      local fields = {}
+      for i = oldest, low - 1 do
+        fields[#fields + 1] = sw_fmt(i)
+      end
+      local counts = redis.call('HMGET', key, unpack(fields))
+      for i = 1, #counts do
+        total = total - (tonumber(counts[i]) or 0)
+      end
+      redis.call('HDEL', key, unpack(fields))
+      redis.call('HSET', key, 't', total, 'o', low)
+    end
+  end
+  return total, cur, low
+end
+
+-- Microseconds until `need` units have left the window (retry), and until all of them
+-- have (full reset). Read-only; only called for refusals and peeks.
+local function sw_waits(key, now, bucket, prec, low, cur, need)
+  local fields = {}
+  for i = low, cur do
+    fields[#fields + 1] = sw_fmt(i)
+  end
+  local counts = redis.call('HMGET', key, unpack(fields))
+  local freed, retry, newest = 0, -1, nil
+  for j = 1, #counts do
+    local c = tonumber(counts[j]) or 0
+    if c > 0 then
+      newest = low + j - 1
+      freed = freed + c
+      if retry < 0 and freed >= need then
+        retry = (newest + prec) * bucket - now
+      end
+    end
+  end
+  local reset = 0
+  if newest ~= nil then
+    reset = (newest + prec) * bucket - now
+  end
+  if retry < 0 then
+    retry = 0
+  end
+  return retry, reset
+end
+
+local function sw_commit(key, now, bucket, prec, cur, low, total, cost)
+  redis.call('HINCRBY', key, sw_fmt(cur), cost)
+  redis.call('HSET', key, 't', total + cost, 'o', low)
+  local ttl = (cur + prec) * bucket - now
+  redis.call('PEXPIRE', key, math.ceil(ttl / 1000))
+  return ttl
+end
