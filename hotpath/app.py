@@ -19,6 +19,8 @@ from hotpath.gateway import Gateway
 from hotpath.health import Health
 from hotpath.lifecycle import DrainState, marker_path
 from hotpath.runtime import WorkerRuntime
+from observability.gateway_telemetry import GatewayTelemetry
+from observability.tracing import TracingSettingsError
 
 CONFIG_ENV = "GATEHOUSE_CONFIG"
 _OWN_PREFIXES = (b"/health", b"/metrics")
@@ -32,8 +34,16 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
     return Response(status, [(b"cache-control", b"no-store")], Content(b"application/json", orjson.dumps(payload)))
 
 
-class GatewayApplication(Application):  # type: ignore[misc]
-    def __init__(self, gateway: Gateway, runtime: WorkerRuntime, health: Health, drain: DrainState) -> None:
+class GatewayApplication(Application):
+    def __init__(
+        self,
+        gateway: Gateway,
+        runtime: WorkerRuntime,
+        health: Health,
+        drain: DrainState,
+        *,
+        metrics_enabled: bool = True,
+    ) -> None:
         super().__init__(show_error_details=False)
         self.gateway = gateway
         self.runtime = runtime
@@ -54,6 +64,16 @@ class GatewayApplication(Application):  # type: ignore[misc]
         self.router.add_get("/health/live", live)
         self.router.add_get("/health/ready", ready)
         self.router.add_get("/health", detail)
+        if metrics_enabled:
+            from observability.multiproc import CONTENT_TYPE, MetricsExposition
+
+            exposition = MetricsExposition()
+
+            async def metrics() -> Response:
+                body = exposition.render()
+                return Response(200, [(b"cache-control", b"no-store")], Content(CONTENT_TYPE, body))
+
+            self.router.add_get("/metrics", metrics)
 
     async def _on_start(self, _: Any) -> None:
         await self.runtime.start()
@@ -66,14 +86,45 @@ class GatewayApplication(Application):  # type: ignore[misc]
         if scope["type"] == "http" and not scope["raw_path"].startswith(_OWN_PREFIXES):
             await self._handle(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        await super().__call__(scope, receive, send)  # type: ignore[no-untyped-call]
+
+
+def build_telemetry(loaded: LoadedConfig) -> GatewayTelemetry:
+    from hotpath.config.errors import ConfigError
+
+    try:
+        return GatewayTelemetry(
+            loaded.gateway.observability,
+            routes=tuple(vr.config.name for vr in loaded.routes),
+            services=tuple(loaded.services),
+        )
+    except TracingSettingsError as exc:
+        raise ConfigError(loaded.file, f"observability.tracing.{exc.field}", str(exc)) from None
 
 
 def build_app(loaded: LoadedConfig, runtime: WorkerRuntime | None = None) -> GatewayApplication:
-    runtime = runtime or WorkerRuntime(loaded)
+    from hotpath.admin.build import build_admin
+
+    if runtime is None:
+        from observability.audit import create_audit_sink
+
+        gw = loaded.gateway
+        audit = create_audit_sink(gw.audit, gw.observability.access_log.user_hash_key)
+        runtime = WorkerRuntime(loaded, telemetry=build_telemetry(loaded), audit=audit)
+        if audit is not None:
+            # Registered first, so it stops last: events emitted while draining still go out.
+            runtime.on_startup(audit.start)
+            runtime.on_shutdown(audit.stop)
     gateway, services = build_gateway(loaded, runtime)
+    build_admin(loaded, runtime, services)
     drain = DrainState(marker_path())
-    return GatewayApplication(gateway, runtime, Health(runtime, services, drain), drain)
+    return GatewayApplication(
+        gateway,
+        runtime,
+        Health(runtime, services, drain),
+        drain,
+        metrics_enabled=loaded.gateway.observability.metrics.enabled,
+    )
 
 
 def create_app() -> GatewayApplication:

@@ -74,7 +74,7 @@ def _make_server(loaded: LoadedConfig, run_dir: Path) -> Any:
     server = loaded.gateway.server
     drain_delay = server.drain_delay
 
-    class GatehouseServer(MPServer):  # type: ignore[misc]
+    class GatehouseServer(MPServer):
         """Granian's multi-process server, with a drain phase before accept stops."""
 
         _draining = False
@@ -82,7 +82,7 @@ def _make_server(loaded: LoadedConfig, run_dir: Path) -> Any:
         def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
             if self._draining or drain_delay <= 0:
                 begin_drain(run_dir)
-                super().signal_handler_interrupt(*args, **kwargs)
+                super().signal_handler_interrupt(*args, **kwargs)  # type: ignore[no-untyped-call]
                 return
             self._draining = True
             begin_drain(run_dir)
@@ -91,6 +91,26 @@ def _make_server(loaded: LoadedConfig, run_dir: Path) -> Any:
             timer = threading.Timer(drain_delay, stop)
             timer.daemon = True
             timer.start()
+
+        # Workers that exit (crashed and respawned, or stopped) get their live gauges removed
+        # from the multiprocess metrics; their counters stay in the sum.
+        def _respawn_workers(self, workers: Any, *args: Any, **kwargs: Any) -> Any:
+            from observability.multiproc import mark_dead
+
+            old = [self.wrks[idx]._id() for idx in workers if idx < len(self.wrks)]
+            try:
+                return super()._respawn_workers(workers, *args, **kwargs)
+            finally:
+                mark_dead(old)
+
+        def _stop_workers(self) -> Any:
+            from observability.multiproc import mark_dead
+
+            old = [w._id() for w in self.wrks]  # type: ignore[no-untyped-call]
+            try:
+                return super()._stop_workers()  # type: ignore[no-untyped-call]
+            finally:
+                mark_dead(old)
 
     return GatehouseServer(
         "hotpath.app:create_app",
@@ -111,6 +131,11 @@ def _make_server(loaded: LoadedConfig, run_dir: Path) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # First: prometheus-client chooses per-process files only if this is set before it is
+    # imported, and Granian forks the workers from this process.
+    from observability.multiproc import prepare_dir
+
+    prepare_dir()
     for flag, var in (("host", "GATEHOUSE_HOST"), ("port", "GATEHOUSE_PORT"), ("workers", "GATEHOUSE_WORKERS")):
         value = getattr(args, flag)
         if value is not None:
@@ -124,6 +149,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from hotpath.runtime import WorkerRuntime
 
         build_gateway(loaded, WorkerRuntime(loaded))
+        from hotpath.admin.build import admin_token
+        from hotpath.app import build_telemetry
+
+        build_telemetry(loaded)
+        admin_token(loaded)
     except ConfigError as exc:
         print(f"gatehouse: configuration error: {exc}", file=sys.stderr)
         return 2
