@@ -7,6 +7,7 @@ Content-Type is invented), and the hot path skips building objects it would disc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from time import perf_counter
 from typing import Any
@@ -99,7 +100,9 @@ class Gateway:
             try:
                 ctx.path = normalize(raw_path, keep_encoded_slash=self._keep_encoded_slash)
             except UnsafePath as exc:
-                raise errors.BAD_PATH.exception(message=f"the request path cannot be normalized safely: {exc}")
+                raise errors.BAD_PATH.exception(
+                    message=f"the request path cannot be normalized safely: {exc}"
+                ) from None
             route = self.table.match(ctx.path, ctx.method)
             if route is None:
                 raise self._no_route(ctx.path, ctx.method)
@@ -190,10 +193,8 @@ class Gateway:
 
 
 async def _safe_send(send: Any, message: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(OSError, RuntimeError):  # the client is gone; nothing else to do
         await send(message)
-    except (OSError, RuntimeError):
-        pass  # the client is gone; nothing else to do
 
 
 __all__ = ["CLIENT_CLOSED", "CannedError", "Gateway"]

@@ -19,7 +19,7 @@ def marker_path() -> Path | None:
 
 
 class DrainState:
-    __slots__ = ("_marker", "_local")
+    __slots__ = ("_local", "_marker")
 
     def __init__(self, marker: Path | None) -> None:
         self._marker = marker

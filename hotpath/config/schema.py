@@ -25,7 +25,7 @@ class Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Base for config structs: immutable, keyword-only, unknown keys rejected."""
 
 
-class ServerConfig(Strict, kw_only=True):
+class ServerConfig(Strict, frozen=True, kw_only=True):
     host: str = "0.0.0.0"
     port: Port = 8080
     workers: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
@@ -56,7 +56,7 @@ class ServerConfig(Strict, kw_only=True):
     )
 
 
-class RedisConfig(Strict, kw_only=True):
+class RedisConfig(Strict, frozen=True, kw_only=True):
     url: str | None = None
     # "auto" picks Cluster for redis+cluster:// URLs.
     mode: Literal["auto", "standalone", "cluster"] = "auto"
@@ -74,12 +74,12 @@ class RedisConfig(Strict, kw_only=True):
     key_version: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
-class StateConfig(Strict, kw_only=True):
+class StateConfig(Strict, frozen=True, kw_only=True):
     # "auto": Redis when redis.url is set, else in-process.
     backend: Literal["auto", "redis", "memory"] = "auto"
 
 
-class Timeouts(Strict, kw_only=True):
+class Timeouts(Strict, frozen=True, kw_only=True):
     connect: Seconds = 2.0
     # Longest silence while reading the response.
     read: Seconds = 30.0
@@ -87,14 +87,14 @@ class Timeouts(Strict, kw_only=True):
     total: Seconds = 60.0
 
 
-class PoolConfig(Strict, kw_only=True):
+class PoolConfig(Strict, frozen=True, kw_only=True):
     max_idle_per_host: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 256
     idle_timeout: Seconds = 60.0
     # In-flight requests per worker to this service; None means unbounded.
     max_connections: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
-class ServiceConfig(Strict, kw_only=True):
+class ServiceConfig(Strict, frozen=True, kw_only=True):
     urls: tuple[str, ...]
     timeouts: Timeouts = Timeouts()
     pool: PoolConfig = PoolConfig()
@@ -103,7 +103,7 @@ class ServiceConfig(Strict, kw_only=True):
     retry: RetryConfig | None = None
 
 
-class RouteConfig(Strict, kw_only=True):
+class RouteConfig(Strict, frozen=True, kw_only=True):
     name: str
     path: str
     match: Literal["prefix", "exact"] = "prefix"
@@ -119,7 +119,7 @@ class RouteConfig(Strict, kw_only=True):
     plugins: dict[str, Any] = {}
 
 
-class GatewayConfig(Strict, kw_only=True):
+class GatewayConfig(Strict, frozen=True, kw_only=True):
     server: ServerConfig = ServerConfig()
     state: StateConfig = StateConfig()
     redis: RedisConfig = RedisConfig()

@@ -101,11 +101,24 @@ class RedisServer:
             _stop(self.proc)
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid and free too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", port + 10000))
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class RedisCluster:
     """A real Redis Cluster of N masters (no replicas), each a redis-server on a free port."""
 
     def __init__(self, masters: int = 3) -> None:
-        self.nodes = [RedisServer(extra_args=("--cluster-enabled", "yes", "--cluster-config-file",
+        self.nodes = [RedisServer(port=_cluster_port(),
+                                  extra_args=("--cluster-enabled", "yes", "--cluster-config-file",
                                               f"nodes-{i}.conf", "--cluster-node-timeout", "2000"))
                       for i in range(masters)]
         addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
@@ -132,7 +145,7 @@ class Upstream:
 
     def __init__(self, workers: int = 1, env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="gh-upstream-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix="gh-upstream-", suffix=".log", delete=False)  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port",
              str(self.port), "--workers", str(workers), "--no-ws", "--log-level", "warning", UPSTREAM_APP],
@@ -184,7 +197,7 @@ class Gateway:
         cfg["server"] = server
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         self.log_path = self.dir / "gateway.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEHOUSE_", "REDIS_URL"))}
         full_env.update(env or {})
         self.proc = subprocess.Popen(

@@ -5,7 +5,9 @@ from hotpath.headers import RequestHeaderPolicy, TrustedProxies, response_header
 IDENTITY = ("x-user-id", "x-user-roles")
 
 
-def build(headers: list[tuple[bytes, bytes]], *, peer: str = "10.1.2.3", trusted: tuple[str, ...] = ()) -> dict[str, str]:
+def build(
+    headers: list[tuple[bytes, bytes]], *, peer: str = "10.1.2.3", trusted: tuple[str, ...] = ()
+) -> dict[str, str]:
     policy = RequestHeaderPolicy(IDENTITY, TrustedProxies(trusted))
     out = policy.build(headers, peer=peer, scheme="http", request_id="rid", correlation_id=None,
                        extra=[(b"x-user-id", b"verified")])
