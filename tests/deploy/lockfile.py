@@ -38,7 +38,7 @@ def project_requirements(pyproject: Path = PYPROJECT) -> list[Requirement]:
 def _applies(req: Requirement, extras: frozenset[str]) -> bool:
     if req.marker is None:
         return True
-    env = dict(default_environment())
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
     if not extras:
         return req.marker.evaluate({**env, "extra": ""})
     return any(req.marker.evaluate({**env, "extra": e}) for e in extras)
