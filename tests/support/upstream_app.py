@@ -11,6 +11,8 @@ Endpoints:
 - ``/hop``: a response carrying hop-by-hop headers (and one named in ``Connection``).
 - ``/hang``: never answers.
 - ``/cache/...``: 200 with ``Cache-Control`` from ``?cc=`` and ``Vary`` from ``?vary=``.
+- ``/slowcache/...?delay=s``: like ``/cache/`` (``?cc=``), answered after ``delay`` seconds.
+- ``/truncated/...``: declares a Content-Length, sends 10 bytes, then fails mid-body.
 - ``/_control`` (POST JSON): ``mode`` ok|fail|hang|slow, ``status`` for fail, ``delay`` for
   slow; applies to every other path of this worker until changed.
 - ``/_stats``: requests seen per path; ``/_reset`` clears stats and mode.
@@ -130,6 +132,21 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if not msg.get("more_body"):
                 break
         return await _json(send, 200, {"size": size, "sha256": digest.hexdigest()})
+    if path.startswith("/slowcache/"):
+        # Cacheable like /cache/, answered after ?delay= seconds (request coalescing tests).
+        await _body(receive)
+        await asyncio.sleep(float(q.get("delay", "0.5")))
+        extra = [(b"cache-control", q["cc"].encode())] if "cc" in q else []
+        return await _json(send, 200, {"path": path, "n": _seen[path], "at": time.time()}, extra)
+    if path.startswith("/truncated/"):
+        # Declares ?length= bytes (default 1000), sends 10 and then fails the response.
+        await _body(receive)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"),
+                                (b"content-length", q.get("length", "1000").encode())]})
+        await send({"type": "http.response.body", "body": b"x" * 10, "more_body": True})
+        await asyncio.sleep(0.05)
+        raise RuntimeError("upstream failed mid-body (on purpose)")
     if path.startswith("/cache/"):
         await _body(receive)
         extra = []
