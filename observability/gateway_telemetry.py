@@ -117,8 +117,6 @@ class GatewayTelemetry:
             # The histogram measures time to the response head (set by the proxy when the
             # head arrived); failed attempts count until they failed.
             head_ms = ctx.upstream_ms
-            if status is not None and head_ms is not None:
-                seconds = head_ms / 1000.0
-            else:
-                seconds = perf_counter() - started
+            at_head = status is not None and head_ms is not None
+            seconds = head_ms / 1000.0 if at_head and head_ms is not None else perf_counter() - started
             metrics.upstream(route.service.name).observe(seconds)

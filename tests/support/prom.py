@@ -7,11 +7,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
-    out = []
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.append((s.name, dict(s.labels), float(s.value)))
-    return out
+    return [
+        (s.name, dict(s.labels), float(s.value))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
 
 
 def value(text: str, name: str, **labels: str) -> float:
