@@ -191,15 +191,17 @@ class CachePlugin(Plugin[CacheConfig]):
         if head.status not in self._statuses:
             self._release(miss, None)  # errors are never stored, and leave no pass marker
             return None
-        verdict = judge(head.headers, cfg.ttl, cfg.respect_max_age, cfg.max_vary_headers)
+        # Judge and store what the upstream said, not what plugins add per request (CORS's
+        # Vary: Origin, rate-limit headers, X-Cache itself).
+        per_request = {id(h) for h in ctx.response_headers}
+        headers = tuple(h for h in head.headers if h[0] not in _NOT_STORED and id(h) not in per_request)
+        verdict = judge(headers, cfg.ttl, cfg.respect_max_age, cfg.max_vary_headers)
         declared = head.get(b"content-length")
         too_big = declared is not None and (not declared.isdigit() or int(declared) > cfg.max_entry_bytes)
         if verdict.reason is not None or too_big:
             self._mark_pass(miss, ctx.path)
             self._release(miss, None)
             return None
-        per_request = {id(h) for h in ctx.response_headers}
-        headers = tuple(h for h in head.headers if h[0] not in _NOT_STORED and id(h) not in per_request)
         suffix, variant = variant_of(ctx, verdict.vary) if verdict.vary else ("", NO_VARY)
         return _Capture(self, ctx, miss, head.status, headers, verdict.ttl, verdict.vary, suffix, variant)
 
