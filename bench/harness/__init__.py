@@ -1,0 +1,1 @@
+"""The end-to-end load harness: ``python -m bench.harness`` (see docs/performance.md)."""

@@ -1,0 +1,303 @@
+"""One harness run: start the shared processes, measure every scenario, report, clean up.
+
+Per scenario: start its target (nginx, the gateway from a generated config, or a client
+proxy), confirm its features are active, warm it up, then measure maximum throughput with
+wrk and latency at each fixed offered rate with h2load, reading Redis ``INFO`` and the
+target's CPU time around each measurement. The target stops before the next one starts,
+so scenarios never share the CPU with each other.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import load, report, scenarios, services, tools
+from bench.harness.scenarios import Context, Scenario, Unavailable
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+
+
+@dataclass
+class Options:
+    duration: float = 15.0
+    warmup: float = 3.0
+    rates: tuple[float, ...] = (5000.0,)
+    connections: int = 64
+    workers: int = 2
+    nginx_workers: int = 1
+    scenarios: tuple[str, ...] = scenarios.ALL_NAMES
+    install: bool = True
+    budget_s: float = 600.0
+    output: Path | None = None
+    users: int = 1000
+    quick: bool = False
+
+
+@dataclass
+class Result:
+    name: str
+    title: str
+    measures: str
+    status: str = "ok"  # ok | not available | failed | not run
+    reason: str | None = None
+    throughput: dict[str, Any] | None = None
+    fixed_rates: list[dict[str, Any]] = field(default_factory=list)
+    redis_at_max: dict[str, float] | None = None
+    cpu_ms_per_1k: float | None = None
+    notes: list[str] = field(default_factory=list)
+    against: str | None = None
+    kind: str = "gateway"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _tokens(secret: str, users: int) -> list[str]:
+    import jwt
+
+    now = int(time.time())
+    return [
+        jwt.encode(
+            {"sub": f"user-{i}", "tier": "pro", "scope": "orders:read", "iss": scenarios.JWT_ISSUER,
+             "aud": scenarios.JWT_AUDIENCE, "iat": now, "exp": now + 6 * 3600},
+            secret,
+            algorithm="HS256",
+        )
+        for i in range(users)
+    ]
+
+
+def _busy_fraction(seconds: float = 1.0) -> float:
+    """Share of the machine's CPU in use (by anything) over ``seconds``."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return idle, sum(fields)
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+class Harness:
+    def __init__(self, options: Options) -> None:
+        self.o = options
+        self.procs = services.Processes()
+        self.results: list[Result] = []
+        self.started = time.monotonic()
+        self.redis: services.RedisServer | None = None
+        self.redis_info: load.RedisInfo | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        tools.ensure(self.o.install)
+        busy = _busy_fraction()
+        upstream = services.NginxUpstream(workers=self.o.nginx_workers)
+        self.procs.add("upstream", upstream.stop)
+        self.upstream = upstream
+        redis_needed = any(
+            (n in scenarios.BY_NAME and scenarios.BY_NAME[n].features.needs_redis()) for n in self.o.scenarios
+        )
+        if redis_needed:
+            self.redis = services.RedisServer()
+            self.procs.add("redis", self.redis.stop)
+            self.redis_info = load.RedisInfo(self.redis.port)
+            self.procs.add("redis-info", self.redis_info.close)
+        secret = secrets.token_urlsafe(48)
+        self.ctx = Context(
+            upstream_url=upstream.url,
+            otlp_endpoint=upstream.url,
+            redis_url=self.redis.url if self.redis else None,
+            jwt_secret=secret,
+            tokens=_tokens(secret, self.o.users),
+            api_keys=[f"key-{i:05d}-{secrets.token_hex(6)}" for i in range(self.o.users)],
+        )
+        for name in self.o.scenarios:
+            if name == scenarios.CLIENTS_SCENARIO:
+                continue
+            self.results.append(self._run_one(scenarios.BY_NAME[name]))
+        clients: list[Result] = []
+        if scenarios.CLIENTS_SCENARIO in self.o.scenarios:
+            clients = self._run_clients()
+        return report.build(self.o, self.results, clients, busy_before=busy, elapsed=self._elapsed())
+
+    def close(self) -> None:
+        self.procs.stop_all()
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _over_budget(self) -> bool:
+        return self._elapsed() > self.o.budget_s
+
+    # -- one scenario ---------------------------------------------------------------
+
+    def _run_one(self, sc: Scenario) -> Result:
+        res = Result(sc.name, sc.title, sc.measures, against=sc.against, kind=sc.kind)
+        if self._over_budget():
+            res.status, res.reason = "not run", f"time budget of {self.o.budget_s:g}s spent"
+            return res
+        print(f"harness: {sc.name} ...", flush=True)
+        try:
+            if sc.kind == "nginx-direct":
+                self._measure(res, self.upstream.url + scenarios.PATH, {},
+                              cpu_pids=load.process_tree(self.upstream.proc.pid))
+            elif sc.kind == "nginx-proxy":
+                proxy = services.NginxProxy(self.upstream.port, workers=self.o.nginx_workers)
+                self.procs.add("target", proxy.stop)
+                self._measure(res, proxy.url + scenarios.PATH, {}, cpu_pids=load.process_tree(proxy.proc.pid))
+            else:
+                self._run_gateway(sc, res)
+        except Unavailable as exc:
+            res.status, res.reason = "not available", str(exc)
+        except Exception as exc:
+            res.status, res.reason = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            self.procs.stop("target")
+        print(f"harness: {sc.name}: {res.status}{' (' + res.reason + ')' if res.reason else ''}", flush=True)
+        return res
+
+    def _run_gateway(self, sc: Scenario, res: Result) -> None:
+        problems = scenarios.landing_problems(sc)
+        if problems:
+            raise Unavailable("; ".join(problems))
+        config = scenarios.gateway_config(sc.features, self.ctx)
+        scenarios.check_compiles(config, self.o.workers)
+        gateway = services.start_gateway(config, workers=self.o.workers, env={})
+        self.procs.add("target", lambda: services.stop_gateway(gateway))
+        headers, rotate = self._credentials(sc)
+        probe = scenarios.Probe(gateway.url, headers)
+        for check in sc.probes():
+            check(probe)
+        if sc.features.access_log:
+            scenarios.wait_for_access_log(gateway.output)
+        exports_before = self.upstream.otlp_exports()
+        self._measure(res, gateway.url + scenarios.PATH, headers, rotate=rotate,
+                      cpu_pids=load.process_tree(gateway.proc.pid))
+        if sc.features.tracing is not None:
+            time.sleep(2.5)  # one export interval, so the last batch is counted
+            exported = self.upstream.otlp_exports() - exports_before
+            res.notes.append(f"{exported} OTLP trace exports received during the run")
+            if exported == 0:
+                raise Unavailable("tracing not active: no span export reached the OTLP sink")
+        if sc.features.access_log:
+            res.notes.append(f"{scenarios.access_log_lines(gateway.output())} access-log lines written")
+
+    def _credentials(self, sc: Scenario) -> tuple[dict[str, str], tuple[str, str, list[str]] | None]:
+        if sc.credentials == "token":
+            return {"authorization": f"Bearer {self.ctx.tokens[0]}"}, ("authorization", "Bearer ", self.ctx.tokens)
+        if sc.credentials == "api_key":
+            return {"x-api-key": self.ctx.api_keys[0]}, ("x-api-key", "", self.ctx.api_keys)
+        return {}, None
+
+    # -- measurement ------------------------------------------------------------------
+
+    def _measure(
+        self,
+        res: Result,
+        url: str,
+        headers: dict[str, str],
+        *,
+        cpu_pids: list[int],
+        rotate: tuple[str, str, list[str]] | None = None,
+    ) -> None:
+        o = self.o
+        # Warm-up: pools fill, caches and the token cache fill; results discarded.
+        load.run_wrk(url, duration=o.warmup, connections=o.connections, headers=headers, rotate=rotate)
+        before = self.redis_info.snapshot() if self.redis_info else None
+        cpu0 = load.cpu_seconds(cpu_pids)
+        tp = load.run_wrk(url, duration=o.duration, connections=o.connections, headers=headers, rotate=rotate)
+        cpu1 = load.cpu_seconds(cpu_pids)
+        res.throughput = tp.to_dict()
+        if tp.requests:
+            res.cpu_ms_per_1k = round((cpu1 - cpu0) * 1e6 / tp.requests, 1)
+        if before is not None and self.redis_info is not None:
+            res.redis_at_max = load.redis_delta(before, self.redis_info.snapshot(), tp.requests)
+        if tp.non_2xx or tp.socket_errors:
+            res.notes.append(f"max-throughput run: {tp.non_2xx} non-2xx responses, {tp.socket_errors} socket errors")
+        for rate in o.rates:
+            before = self.redis_info.snapshot() if self.redis_info else None
+            fr = load.run_h2load(url, rate=rate, duration=o.duration, warmup=min(1.0, o.warmup), headers=headers)
+            entry = fr.to_dict()
+            if before is not None and self.redis_info is not None:
+                entry["redis"] = load.redis_delta(before, self.redis_info.snapshot(), fr.requests)
+            res.fixed_rates.append(entry)
+            if fr.shortfall:
+                res.notes.append(f"at {rate:g}/s offered only {fr.achieved_rps:g}/s were achieved")
+            if fr.non_2xx or fr.failed:
+                res.notes.append(f"at {rate:g}/s: {fr.non_2xx} non-2xx, {fr.failed} failed requests")
+
+    # -- the data-path client choice ------------------------------------------------
+
+    def _run_clients(self) -> list[Result]:
+        from bench.harness.client_proxy import CLIENTS
+
+        out: list[Result] = []
+        for client in CLIENTS:
+            res = Result(f"client-{client}", f"proxy loop on {client}",
+                         "the same raw ASGI proxy loop under Granian, only the HTTP client differs",
+                         against="nginx-proxy", kind="client")
+            out.append(res)
+            if self._over_budget():
+                res.status, res.reason = "not run", f"time budget of {self.o.budget_s:g}s spent"
+                continue
+            print(f"harness: clients/{client} ...", flush=True)
+            try:
+                if client == "aiohttp":
+                    import aiohttp  # noqa: F401
+            except ImportError:
+                res.status, res.reason = "not available", "aiohttp is not installed (pip install -e '.[test]')"
+                continue
+            try:
+                proxy = services.ClientProxy(client, self.upstream.url, self.o.workers)
+                self.procs.add("target", proxy.stop)
+                o = self.o
+                load.run_wrk(proxy.url + scenarios.PATH, duration=min(o.warmup, 2.0), connections=o.connections)
+                cpu_pids = load.process_tree(proxy.proc.pid)
+                cpu0 = load.cpu_seconds(cpu_pids)
+                tp = load.run_wrk(proxy.url + scenarios.PATH, duration=o.duration, connections=o.connections)
+                cpu1 = load.cpu_seconds(cpu_pids)
+                res.throughput = tp.to_dict()
+                if tp.requests:
+                    res.cpu_ms_per_1k = round((cpu1 - cpu0) * 1e6 / tp.requests, 1)
+                if tp.non_2xx or tp.socket_errors:
+                    res.notes.append(f"{tp.non_2xx} non-2xx responses, {tp.socket_errors} socket errors")
+            except Exception as exc:
+                res.status, res.reason = "failed", f"{type(exc).__name__}: {exc}"
+            finally:
+                self.procs.stop("target")
+        return out
+
+
+def main_run(options: Options) -> int:
+    harness = Harness(options)
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        data = harness.run()
+    except tools.ToolsMissing as exc:
+        print(f"harness: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; stopping every process it started")
+        return 130
+    finally:
+        harness.close()
+        signal.signal(signal.SIGTERM, previous)
+    print(report.render(data))
+    path = options.output or RESULTS_DIR / time.strftime("harness-%Y%m%d-%H%M%S.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report.save(data, path)
+    print(f"harness: results saved to {path}")
+    return 0

@@ -1,0 +1,374 @@
+"""What the harness measures: reference rows (nginx) and gateway scenarios.
+
+A gateway scenario is a configuration (one route ``/api`` to one service on the nginx
+upstream) plus the features it needs. Before it runs, the harness checks that each
+feature has landed (its plugin is registered, its config section is typed) and that the
+generated configuration compiles exactly as ``gatehouse check`` would; after the gateway
+starts, probes confirm each feature is really active (a 401 without a token, rate-limit
+headers, an ``X-Cache: HIT``, a non-disabled breaker, request metrics, access-log lines).
+A scenario that fails any of these is reported "not available" with the reason, never
+measured without its feature.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgspec
+import yaml
+
+ROUTE = "bench"
+SERVICE = "bench"
+PATH = "/api/orders/8f14e45f"
+JWT_ISSUER = "https://idp.bench.gatehouse.invalid/"
+JWT_AUDIENCE = "gatehouse-bench"
+# Limits far above what one machine can offer, so every decision is computed (and
+# admitted) at full cost: the benchmark measures the limiter, not 429s.
+HUGE_TIER = {"per_second": 1_000_000, "per_minute": 60_000_000, "burst": 1_000_000}
+
+
+@dataclass
+class Context:
+    """What scenarios build on, prepared once per harness run."""
+
+    upstream_url: str
+    otlp_endpoint: str
+    redis_url: str | None
+    jwt_secret: str
+    tokens: list[str]
+    api_keys: list[str]
+
+
+class Unavailable(Exception):
+    """The scenario cannot run faithfully; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------
+# Landing checks: is the feature in this tree at all?
+
+
+def _registry_has(name: str) -> str | None:
+    from hotpath.plugin_registry import PluginRegistry
+
+    try:
+        registry = PluginRegistry.default()
+    except Exception as exc:
+        return f"the plugin registry failed to load: {exc}"
+    return None if registry.get(name) is not None else f"plugin '{name}' is not registered (not landed)"
+
+
+def _typed_field(struct: type[msgspec.Struct], name: str, where: str) -> str | None:
+    for f in msgspec.structs.fields(struct):
+        if f.name == name:
+            if "dict[" in str(f.type).lower():
+                return f"{where} is still an untyped mapping (feature not landed)"
+            return None
+    return f"{where} does not exist"
+
+
+def _breaker_landed() -> str | None:
+    from hotpath.config.schema import ServiceConfig
+
+    reason = _typed_field(ServiceConfig, "breaker", "services.<name>.breaker")
+    if reason:
+        return reason
+    import hotpath.app  # noqa: F401 - importing the app registers the service decorators
+    from hotpath.build import SERVICE_DECORATORS
+
+    return None if SERVICE_DECORATORS else "no breaker is attached to services (hotpath.build.SERVICE_DECORATORS empty)"
+
+
+def _observability_landed() -> str | None:
+    from hotpath.config.schema import GatewayConfig
+
+    return _typed_field(GatewayConfig, "observability", "the observability section")
+
+
+LANDING_CHECKS: dict[str, Callable[[], str | None]] = {
+    "auth": lambda: _registry_has("auth"),
+    "rate_limit": lambda: _registry_has("rate_limit"),
+    "cache": lambda: _registry_has("cache"),
+    "breaker": _breaker_landed,
+    "observability": _observability_landed,
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Runtime probes: is the feature active in the gateway that was started?
+
+
+class Probe:
+    """Sends a few requests to a started gateway and raises ``Unavailable`` if a feature
+    it claims is not visibly at work."""
+
+    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
+        self.base = base_url
+        self.headers = headers
+
+    def get(self, path: str = PATH, headers: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.get(self.base + path, headers=self.headers if headers is None else headers, timeout=5)
+
+    def ok(self) -> httpx.Response:
+        r = self.get()
+        if r.status_code != 200:
+            raise Unavailable(f"a normal request got {r.status_code}: {r.text[:200]}")
+        return r
+
+
+def probe_auth(p: Probe) -> None:
+    r = p.get(headers={})
+    if r.status_code != 401:
+        raise Unavailable(f"auth not active: a request without a token got {r.status_code}, not 401")
+    p.ok()
+
+
+def probe_rate_limit(p: Probe) -> None:
+    r = p.ok()
+    if "x-ratelimit-limit" not in r.headers and "ratelimit" not in r.headers:
+        raise Unavailable("rate limiting not active: no rate-limit headers on a limited route")
+
+
+def probe_cache(p: Probe) -> None:
+    p.ok()
+    r = p.ok()
+    if r.headers.get("x-cache", "").upper() != "HIT":
+        raise Unavailable(f"cache not active: the second GET had X-Cache {r.headers.get('x-cache')!r}, not HIT")
+
+
+def probe_breaker(p: Probe) -> None:
+    p.ok()
+    r = httpx.get(p.base + "/health", timeout=5)
+    state = r.json().get("breakers", {}).get(SERVICE)
+    if state in (None, "disabled"):
+        raise Unavailable(f"breaker not active: /health reports {state!r} for service {SERVICE!r}")
+
+
+def probe_metrics(p: Probe) -> None:
+    p.ok()
+    r = httpx.get(p.base + "/metrics", timeout=5)
+    if r.status_code != 200 or f'route="{ROUTE}"' not in r.text:
+        raise Unavailable(f"request metrics not active: /metrics answered {r.status_code} without route {ROUTE!r}")
+
+
+def probe_metrics_off(p: Probe) -> None:
+    p.ok()
+    r = httpx.get(p.base + "/metrics", timeout=5)
+    if r.status_code == 200 and f'route="{ROUTE}"' in r.text:
+        raise Unavailable("metrics were configured off but /metrics still counts the route")
+
+
+def access_log_lines(output: str) -> int:
+    """JSON access-log lines in the gateway's output (one per request)."""
+    n = 0
+    for line in output.splitlines():
+        if line.startswith("{") and '"request_id"' in line and '"status"' in line:
+            n += 1
+    return n
+
+
+def wait_for_access_log(read_output: Callable[[], str], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if access_log_lines(read_output()) > 0:
+            return
+        time.sleep(0.2)
+    raise Unavailable("access log not active: no JSON access-log line in the gateway's output")
+
+
+# ---------------------------------------------------------------------------------------
+# Configurations
+
+
+def _observability(*, metrics: bool, access_log: bool, tracing: float | None, ctx: Context) -> dict[str, Any]:
+    tracing_cfg: dict[str, Any] = {"enabled": False}
+    if tracing is not None:
+        tracing_cfg = {
+            "enabled": True,
+            "protocol": "http/protobuf",
+            "endpoint": ctx.otlp_endpoint,
+            "sample_ratio": tracing,
+            "service_name": "gatehouse-bench",
+        }
+    log_cfg: dict[str, Any] = {"enabled": access_log}
+    if access_log:
+        log_cfg |= {"format": "json", "output": "stdout"}
+    return {"metrics": {"enabled": metrics}, "access_log": log_cfg, "tracing": tracing_cfg}
+
+
+@dataclass(frozen=True)
+class Features:
+    auth: bool = False
+    rate_limit: str | None = None  # "user" (with auth) or "api_key"
+    breaker: bool = False
+    cache: bool = False
+    metrics: bool = False
+    access_log: bool = False
+    tracing: float | None = None
+
+    def needs_redis(self) -> bool:
+        return bool(self.rate_limit or self.breaker or self.cache)
+
+    def landing(self) -> list[str]:
+        needed = ["observability"]
+        if self.auth:
+            needed.append("auth")
+        if self.rate_limit:
+            needed.append("rate_limit")
+        if self.breaker:
+            needed.append("breaker")
+        if self.cache:
+            needed.append("cache")
+        return needed
+
+
+def gateway_config(features: Features, ctx: Context) -> dict[str, Any]:
+    route_plugins: dict[str, Any] = {}
+    plugins: dict[str, Any] = {}
+    service: dict[str, Any] = {
+        "urls": [ctx.upstream_url],
+        "timeouts": {"connect": 1, "read": 10, "total": 15},
+        "pool": {"max_idle_per_host": 256},
+    }
+    if features.auth:
+        plugins["auth"] = {
+            "providers": {
+                "bench": {
+                    "algorithms": ["HS256"],
+                    "secret": ctx.jwt_secret,
+                    "issuer": JWT_ISSUER,
+                    "audience": JWT_AUDIENCE,
+                }
+            }
+        }
+        route_plugins["auth"] = {"mode": "required", "provider": "bench"}
+    if features.rate_limit == "user":
+        plugins["rate_limit"] = {
+            "policies": {"bench": {"key": "user", "tiers": dict.fromkeys(("anonymous", "free", "pro"), HUGE_TIER)}}
+        }
+        route_plugins["rate_limit"] = {"policy": "bench"}
+    elif features.rate_limit == "api_key":
+        plugins["rate_limit"] = {
+            "policies": {
+                "bench": {
+                    "key": "api_key",
+                    "header": "x-api-key",
+                    "tiers": dict.fromkeys(("anonymous", "free", "pro"), HUGE_TIER),
+                }
+            }
+        }
+        route_plugins["rate_limit"] = {"policy": "bench"}
+    if features.cache:
+        route_plugins["cache"] = {"ttl": 3600, "shared": True}
+    if features.breaker:
+        service["breaker"] = {}  # the defaults: 50% failures over a 10 s window, 20 calls minimum
+    config: dict[str, Any] = {
+        "services": {SERVICE: service},
+        "routes": [{"name": ROUTE, "path": "/api", "service": SERVICE, "plugins": route_plugins}],
+        "observability": _observability(
+            metrics=features.metrics, access_log=features.access_log, tracing=features.tracing, ctx=ctx
+        ),
+    }
+    if plugins:
+        config["plugins"] = plugins
+    if features.needs_redis():
+        if ctx.redis_url is None:
+            raise Unavailable("needs Redis, which is not running")
+        config["redis"] = {"url": ctx.redis_url}
+    return config
+
+
+def check_compiles(config: dict[str, Any], workers: int) -> None:
+    """The same validation ``gatehouse run`` does before it forks, in this process."""
+    from hotpath.build import build_gateway
+    from hotpath.cli import check_state_backend
+    from hotpath.config.errors import ConfigError
+    from hotpath.config.loader import load_config_text
+    from hotpath.runtime import WorkerRuntime
+
+    try:
+        loaded = load_config_text(yaml.safe_dump(config, sort_keys=False), "<bench scenario>", environ={})
+        check_state_backend(loaded, workers)
+        build_gateway(loaded, WorkerRuntime(loaded))
+    except ConfigError as exc:
+        raise Unavailable(f"configuration rejected: {exc}") from None
+    except Exception as exc:  # a plugin that half-landed: report, don't crash the run
+        raise Unavailable(f"configuration failed to build: {type(exc).__name__}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# The scenarios
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    measures: str
+    kind: str = "gateway"  # "nginx-direct", "nginx-proxy", "gateway"
+    features: Features = field(default_factory=Features)
+    # Scenario whose throughput this one is also compared with (its cost on top of it).
+    against: str | None = None
+    # Send tokens (auth) or API keys (api-key rate limit) with every request.
+    credentials: str | None = None
+
+    def probes(self) -> list[Callable[[Probe], None]]:
+        f = self.features
+        found: list[Callable[[Probe], None]] = []
+        if self.kind != "gateway":
+            return found
+        if f.auth:
+            found.append(probe_auth)
+        if f.rate_limit:
+            found.append(probe_rate_limit)
+        if f.breaker:
+            found.append(probe_breaker)
+        if f.cache:
+            found.append(probe_cache)
+        found.append(probe_metrics if f.metrics else probe_metrics_off)
+        return found
+
+
+FULL = Features(auth=True, rate_limit="user", breaker=True, metrics=True, access_log=True)
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("nginx-direct", "nginx upstream, direct", "the load generator against the upstream alone",
+             kind="nginx-direct"),
+    Scenario("nginx-proxy", "nginx reverse proxy", "the reference: nginx proxying to the upstream with "
+             "keep-alive; every ratio is against this row", kind="nginx-proxy"),
+    Scenario("bare", "gateway, bare proxy", "routing, header hygiene, request ids and the pooled "
+             "upstream call; no plugins, metrics, logs or tracing", against="nginx-proxy"),
+    Scenario("metrics", "bare + metrics", "the cost of request metrics (multiprocess Prometheus)",
+             features=Features(metrics=True), against="bare"),
+    Scenario("metrics-tracing", "bare + metrics + 1% tracing", "metrics plus OpenTelemetry at 1% "
+             "parent-based sampling, exported over OTLP/HTTP", features=Features(metrics=True, tracing=0.01),
+             against="bare"),
+    Scenario("limiter", "bare + Redis rate limit", "one tiered Redis rate-limit decision per request "
+             "(API keys of 1000 callers), coalesced per event-loop tick",
+             features=Features(rate_limit="api_key"), against="bare", credentials="api_key"),
+    Scenario("breaker", "bare + shared breaker", "the Redis-shared circuit breaker's per-request cost",
+             features=Features(breaker=True), against="bare"),
+    Scenario("full", "full chain", "JWT (HS256, 1000 users) + tiered Redis rate limits + shared breaker + "
+             "metrics + JSON access logs + proxy", features=FULL, against="bare", credentials="token"),
+    Scenario("full-tracing", "full chain + 1% tracing", "the full chain with OpenTelemetry at 1% sampling",
+             features=Features(auth=True, rate_limit="user", breaker=True, metrics=True, access_log=True,
+                               tracing=0.01), against="full", credentials="token"),
+    Scenario("cache-hit", "cache hit", "a GET answered from the gateway's cache (per-worker tier kept "
+             "coherent through Redis)", features=Features(cache=True), against="nginx-proxy"),
+)
+
+BY_NAME = {s.name: s for s in SCENARIOS}
+CLIENTS_SCENARIO = "clients"
+ALL_NAMES = (*BY_NAME, CLIENTS_SCENARIO)
+
+
+def landing_problems(scenario: Scenario) -> list[str]:
+    problems = []
+    for feature in scenario.features.landing():
+        reason = LANDING_CHECKS[feature]()
+        if reason:
+            problems.append(reason)
+    return problems

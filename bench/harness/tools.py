@@ -1,0 +1,54 @@
+"""Make sure the external tools are installed (Debian packages), installing what is missing.
+
+Installing needs root and apt-get; otherwise the harness stops with the command to run.
+While it installs, a temporary ``policy-rc.d`` keeps Debian from starting the packaged
+nginx or redis-server services (they would listen on public ports); the harness starts
+its own instances on loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+# command -> Debian package that provides it
+TOOLS = {"nginx": "nginx", "wrk": "wrk", "h2load": "nghttp2-client", "redis-server": "redis-server",
+         "redis-cli": "redis-tools"}
+POLICY_RC = Path("/usr/sbin/policy-rc.d")
+
+
+class ToolsMissing(RuntimeError):
+    pass
+
+
+def missing() -> dict[str, str]:
+    return {cmd: pkg for cmd, pkg in TOOLS.items() if shutil.which(cmd) is None}
+
+
+def ensure(install: bool = True) -> None:
+    need = missing()
+    if not need:
+        return
+    packages = sorted(set(need.values()))
+    command = "apt-get update && apt-get install -y --no-install-recommends " + " ".join(packages)
+    if not install or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ToolsMissing(f"missing {', '.join(sorted(need))}; install them with: {command}")
+    print(f"harness: installing {', '.join(packages)} (Debian packages)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    placed = False
+    if not POLICY_RC.exists():
+        POLICY_RC.write_text("#!/bin/sh\nexit 101\n")
+        POLICY_RC.chmod(0o755)
+        placed = True
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+                       check=True, env=env, timeout=600)
+    finally:
+        if placed:
+            POLICY_RC.unlink(missing_ok=True)
+    still = missing()
+    if still:
+        raise ToolsMissing(f"still missing after install: {', '.join(sorted(still))}")
