@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
 import shlex
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import yaml
 
@@ -172,6 +174,15 @@ def _base_name(name: str) -> str:
     return re.sub(r"-[a-z0-9]{10}$", "", name)
 
 
+# Secrets an operator creates outside the repository (the prod overlay), by "name/key".
+EXTERNAL_SECRETS = {
+    "gatehouse-redis/url": "rediss+cluster://:secret@redis.example.internal:6379",
+    "gatehouse-secrets/admin-token": "admin-token-from-a-secret-store",
+    "gatehouse-secrets/jwt-secret": "0123456789abcdef0123456789abcdef-from-a-secret-store",
+    "gatehouse-secrets/user-hash-key": "user-hash-key-from-a-secret-store",
+}
+
+
 def mounted_config(m: Manifests) -> tuple[str, str]:
     """(path inside the container, YAML text) of the config file the container is started with."""
     args = m.container.get("args", [])
@@ -187,9 +198,14 @@ def mounted_config(m: Manifests) -> tuple[str, str]:
     return path, str(cm["data"][filename])
 
 
-def gateway_config(m: Manifests, environ: dict[str, str]) -> LoadedConfig:
+def gateway_config(
+    m: Manifests, environ: dict[str, str], overrides: dict[str, Any] | None = None
+) -> LoadedConfig:
+    """The config as the pod's main process loads it. The process environment is the pod's
+    too, because some plugin settings (the auth plugin's ``secret_env``) read it directly."""
     path, text = mounted_config(m)
-    return load_config_text(text, f"{m.name}:{path}", environ=environ)
+    with mock.patch.dict(os.environ, environ, clear=True):
+        return load_config_text(text, f"{m.name}:{path}", environ=environ, overrides=overrides)
 
 
 # --- the Dockerfile ---------------------------------------------------------------------

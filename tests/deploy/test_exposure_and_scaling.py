@@ -12,10 +12,10 @@ from hotpath.config.loader import RESERVED_PATHS
 from hotpath.config.schema import RedisConfig
 from hotpath.state.shared import is_cluster
 from observability import metrics
-from tests.deploy.manifests import K8S, Doc, Manifests, gateway_config, labels_match, pod_environment
+from tests.deploy.manifests import EXTERNAL_SECRETS, K8S, Doc, Manifests, gateway_config, labels_match, pod_environment
 
 ADMIN_PORT = 8081
-SECRETS = {"gatehouse-secrets/admin-token": "t"}
+SECRETS = EXTERNAL_SECRETS
 ADAPTER_VALUES = K8S / "components" / "hpa-requests-per-second" / "prometheus-adapter-values.yaml"
 
 
@@ -167,3 +167,11 @@ def test_the_url_scheme_chooses_cluster_mode(rendered: dict[str, Manifests], url
     redis: RedisConfig = gateway_config(rendered["prod"], env).gateway.redis
     assert redis.url == url
     assert is_cluster(redis) is cluster
+
+
+def test_prod_config_differs_from_base_only_in_redis() -> None:
+    """overlays/prod/gatehouse.yaml replaces the base file whole; keep them from drifting."""
+    base = yaml.safe_load((K8S / "base" / "gatehouse.yaml").read_text())
+    prod = yaml.safe_load((K8S / "overlays" / "prod" / "gatehouse.yaml").read_text())
+    assert base.pop("redis") != prod.pop("redis")
+    assert base == prod

@@ -15,6 +15,7 @@ import pytest
 from hotpath.cli import check_state_backend
 from hotpath.config.loader import LoadedConfig
 from tests.deploy.manifests import (
+    EXTERNAL_SECRETS,
     Dockerfile,
     Manifests,
     cpu_cores,
@@ -24,11 +25,6 @@ from tests.deploy.manifests import (
     pod_environment,
 )
 
-# Secrets an operator creates outside the repository (prod), by "name/key".
-EXTERNAL_SECRETS = {
-    "gatehouse-redis/url": "rediss+cluster://:secret@redis.example.internal:6379",
-    "gatehouse-secrets/admin-token": "admin-token-from-a-secret-store",
-}
 LIVE, READY = "/health/live", "/health/ready"
 MiB = 1024 * 1024
 
@@ -95,9 +91,13 @@ def test_drain_fits_in_the_grace_period(overlay: Manifests, loaded: LoadedConfig
     assert readiness["periodSeconds"] * readiness["failureThreshold"] <= server.drain_delay, (
         "the kubelet must see readiness fail within the drain delay"
     )
-    # A request that may legitimately run longer than shutdown_grace would be cut by a rollout.
+    # After accept stops, a worker finishes its in-flight requests and then flushes queued
+    # audit events; both must fit in shutdown_grace, or a rollout cuts them short.
+    flush = loaded.gateway.audit.shutdown_timeout
     for name, svc in loaded.services.items():
-        assert svc.timeouts.total <= server.shutdown_grace, f"services.{name}.timeouts.total > shutdown_grace"
+        assert svc.timeouts.total + flush <= server.shutdown_grace, (
+            f"services.{name}.timeouts.total + audit.shutdown_timeout > server.shutdown_grace"
+        )
 
 
 def exec_form_sleep(pre_stop: dict[str, object]) -> int:
@@ -125,6 +125,24 @@ def test_workers_follow_the_cpu_limit(overlay: Manifests, loaded: LoadedConfig) 
     assert memory / loaded.gateway.server.workers >= 256 * MiB, "each worker needs ~150 MiB plus headroom"
 
 
+def test_the_gateway_builds_from_the_shipped_config(overlay: Manifests, pod_env: dict[str, str]) -> None:
+    """What `gatehouse run` does before forking: plugins validate their cross-field rules
+    (an HS256 secret of 32+ bytes, known policies) with the pod's environment. Built on
+    the in-process backend so no Redis client is made here (tests/deploy/test_as_deployed.py
+    runs the same config against a real Redis)."""
+    import os
+    from unittest import mock
+
+    from hotpath.build import build_gateway
+    from hotpath.runtime import WorkerRuntime
+
+    loaded = gateway_config(overlay, pod_env, overrides={"state.backend": "memory"})
+    with mock.patch.dict(os.environ, pod_env, clear=True):
+        gateway, services = build_gateway(loaded, WorkerRuntime(loaded))
+    assert set(services) == set(loaded.services)
+    assert {r["name"] for r in gateway.table.describe()} == {r.config.name for r in loaded.routes}
+
+
 def test_shared_state_is_redis_so_workers_and_pods_agree(loaded: LoadedConfig) -> None:
     assert loaded.state_backend == "redis"
     assert "Redis" in check_state_backend(loaded, loaded.gateway.server.workers)
@@ -136,6 +154,7 @@ def test_secrets_come_from_secret_refs(overlay: Manifests) -> None:
         ("REDIS_URL", "url"),
         ("JWT_SECRET", "jwt-secret"),
         ("GATEHOUSE_ADMIN_TOKEN", "admin-token"),
+        ("GATEHOUSE_USER_HASH_KEY", "user-hash-key"),
         ("AUDIT_EVENT_SINK_TOKEN", "audit-sink-token"),
     ):
         assert var in env, var
