@@ -98,7 +98,7 @@ class AuditSinkServer:
         if self._server is None:
             server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
             server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
             self._server = server
 
     def stop(self) -> None:
