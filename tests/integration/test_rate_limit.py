@@ -324,3 +324,47 @@ def test_exact_on_a_three_master_cluster(cluster: RedisCluster, upstream: Upstre
         1 for node in cluster.nodes if node.cli("--scan", "--pattern", "gh:v1:rl:*") != ""
     )
     assert masters_with_keys >= 2
+
+
+JWT_SECRET = "rate-limit-test-secret-0123456789abcdef"
+
+
+def test_tier_comes_from_the_jwt_claim(upstream: Upstream, redis_server: RedisServer,
+                                       gateway_factory: GatewayFactory) -> None:
+    import jwt
+
+    cfg = config(upstream, redis_server.url)
+    cfg["plugins"]["auth"] = {"providers": {"local": {"algorithms": ["HS256"], "secret": JWT_SECRET}}}
+    cfg["plugins"]["rate_limit"]["policies"] = {
+        "tiered": {
+            "key": "user",
+            "tiers": {
+                "anonymous": {"limits": [window(2, 60)]},
+                "free": {"limits": [window(3, 60)]},
+                "pro": {"limits": [window(5, 60)]},
+            },
+        }
+    }
+    cfg["routes"] = [{
+        "name": "tiered", "path": "/tiered", "service": "backend", "strip_prefix": True, "upstream_prefix": "/echo",
+        "plugins": {"auth": {"mode": "optional"}, "rate_limit": {"policy": "tiered"}},
+    }]
+    gw = gateway_factory(cfg, workers=2)
+
+    def token(sub: str, **claims: Any) -> dict[str, str]:
+        payload = {"sub": sub, "exp": int(time.time()) + 600, **claims}
+        return {"authorization": f"Bearer {jwt.encode(payload, JWT_SECRET, algorithm='HS256')}"}
+
+    def admitted(headers: dict[str, str]) -> tuple[int, str]:
+        with httpx.Client(base_url=gw.url, headers=headers, timeout=5) as c:
+            rs = [c.get("/tiered/a") for _ in range(7)]
+        return [r.status_code for r in rs].count(200), rs[0].headers["x-ratelimit-limit"]
+
+    assert admitted(token(client_id(), tier="pro")) == (5, "5")
+    assert admitted(token(client_id())) == (3, "3")  # no tier claim: the default tier
+    assert admitted(token(client_id(), tier="platinum")) == (3, "3")  # unknown tier: default
+    assert admitted({}) == (2, "2")  # anonymous, keyed by client IP
+    # The counter belongs to the subject: a second token for the same user shares it.
+    alice = client_id()
+    assert admitted(token(alice, tier="pro"))[0] == 5
+    assert admitted(token(alice, tier="pro", jti="another"))[0] == 0
