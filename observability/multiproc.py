@@ -101,3 +101,12 @@ class MetricsExposition:
 
         body: bytes = generate_latest(self._registry)
         return body
+
+    def samples(self, families: tuple[str, ...]) -> list[tuple[str, dict[str, str], float]]:
+        """Counter samples (``*_total``) of the named families, summed across workers."""
+        out: list[tuple[str, dict[str, str], float]] = []
+        for metric in self._registry.collect():
+            if metric.name in families:
+                totals = (s for s in metric.samples if s.name.endswith("_total"))
+                out.extend((s.name, dict(s.labels), float(s.value)) for s in totals)
+        return out

@@ -12,6 +12,7 @@ modules), so the router, the 405 answers and the OpenAPI document come from one 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import re
 import time
@@ -21,6 +22,7 @@ from typing import Any, cast
 import orjson
 from blacksheep import Application, Request, Response
 from blacksheep.contents import Content
+from blacksheep.server.routing import Router
 
 from hotpath.errors import ErrorCode, error_body
 from hotpath.headers import new_request_id
@@ -30,6 +32,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 _JSON = b"application/json"
 _AUTH_PREFIX = b"bearer "
+log = logging.getLogger("gatehouse.admin")
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 
 
@@ -56,9 +59,7 @@ class AdminEndpoint:
 
     __slots__ = ("action", "handler", "method", "openapi", "path")
 
-    def __init__(
-        self, method: str, path: str, action: str, handler: Handler, openapi: dict[str, Any]
-    ) -> None:
+    def __init__(self, method: str, path: str, action: str, handler: Handler, openapi: dict[str, Any]) -> None:
         self.method = method
         self.path = path
         self.action = action
@@ -112,10 +113,9 @@ async def read_json(request: Request) -> dict[str, Any]:
 
 
 class AdminApplication(Application):
-    def __init__(
-        self, token: str, audit: AuditSink, endpoints: Sequence[AdminEndpoint], openapi: dict[str, Any]
-    ):
-        super().__init__(show_error_details=False)
+    def __init__(self, token: str, audit: AuditSink, endpoints: Sequence[AdminEndpoint], openapi: dict[str, Any]):
+        # Its own router: BlackSheep refuses two applications sharing the default one.
+        super().__init__(show_error_details=False, router=Router())
         self._token = token.encode("utf-8")
         self._audit = audit
         self._endpoints = tuple(endpoints)
@@ -155,16 +155,17 @@ class AdminApplication(Application):
         path = request.scope["path"]
         allowed = sorted({e.method for p, e in self._patterns if p.match(path)})
         if allowed:
-            resp = error_response(
-                405, ErrorCode.BAD_REQUEST, f"method {request.method} is not allowed here", rid
-            )
+            resp = error_response(405, ErrorCode.BAD_REQUEST, f"method {request.method} is not allowed here", rid)
             resp.add_header(b"allow", ", ".join(allowed).encode())
             return resp
         return error_response(404, ErrorCode.NOT_FOUND, "no admin endpoint at this path", rid)
 
     def authorized(self, request: Request) -> bool:
-        value = request.get_first_header(b"authorization")
-        if value is None or len(value) <= len(_AUTH_PREFIX) or value[:7].lower() != _AUTH_PREFIX:
+        values = request.headers.get(b"authorization")
+        if len(values) != 1:  # none, or an ambiguous pair a proxy might have merged differently
+            return False
+        value = values[0]
+        if len(value) <= len(_AUTH_PREFIX) or value[:7].lower() != _AUTH_PREFIX:
             return False
         return hmac.compare_digest(value[7:].strip(), self._token)
 
@@ -190,6 +191,9 @@ class AdminApplication(Application):
             response: Response = await handler(request)
         except AdminError as exc:
             response = error_response(exc.status, exc.code, exc.message, rid)
+        except Exception:
+            log.exception("admin request failed: request_id=%s", rid)
+            response = error_response(500, ErrorCode.INTERNAL_ERROR, "internal admin API error", rid)
         if response.get_first_header(b"x-request-id") is None:
             response.add_header(b"x-request-id", rid.encode("ascii"))
         action: str | None = _scope(request).get("gatehouse.action")
@@ -207,7 +211,7 @@ class AdminApplication(Application):
                         "path": request.scope["path"],
                         "status": response.status,
                         "worker": os.getpid(),
-                        **request.route_values,
+                        **(request.route_values or {}),
                     },
                 )
             )

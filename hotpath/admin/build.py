@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from hotpath.admin.app import AdminApplication, AdminEndpoint
 from hotpath.admin.config import AdminSettingsError, resolve_token
 from hotpath.admin.core_endpoints import core_endpoints
+from hotpath.admin.feature_endpoints import breaker_endpoints, cache_endpoints, ratelimit_endpoints
 from hotpath.admin.listener import AdminListener
 from hotpath.admin.openapi import build_document
 from hotpath.config.errors import ConfigError
@@ -32,14 +33,17 @@ def admin_token(loaded: LoadedConfig) -> str | None:
     return token
 
 
-def build_admin(
-    loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[str, Service]
-) -> AdminListener | None:
+def build_admin(loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[str, Service]) -> AdminListener | None:
     token = admin_token(loaded)
     if token is None:
         return None
     cfg = loaded.gateway.admin
-    endpoints: list[AdminEndpoint] = core_endpoints(loaded, services, cfg.probe_timeout)
+    endpoints: list[AdminEndpoint] = [
+        *core_endpoints(loaded, services, cfg.probe_timeout),
+        *ratelimit_endpoints(runtime),
+        *breaker_endpoints(runtime),
+        *cache_endpoints(runtime),
+    ]
     app = AdminApplication(token, runtime.audit, endpoints, build_document(endpoints, VERSION))
     listener = AdminListener(
         app,

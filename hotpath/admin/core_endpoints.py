@@ -69,9 +69,7 @@ def breaker_view(service: Service) -> dict[str, Any]:
     return view
 
 
-def core_endpoints(
-    loaded: LoadedConfig, services: dict[str, Service], probe_timeout: float
-) -> list[AdminEndpoint]:
+def core_endpoints(loaded: LoadedConfig, services: dict[str, Service], probe_timeout: float) -> list[AdminEndpoint]:
     config_doc = effective_config(loaded)
 
     async def get_config(request: Request) -> Response:
@@ -85,8 +83,7 @@ def core_endpoints(
                 instances = list(await asyncio.gather(*(probe(u, probe_timeout) for u in svc.instances)))
             else:
                 instances = [
-                    {"url": u, "health": "unchecked", "latency_ms": None, "error": None}
-                    for u in svc.instances
+                    {"url": u, "health": "unchecked", "latency_ms": None, "error": None} for u in svc.instances
                 ]
             out.append({"name": name, "breaker": breaker_view(svc), "instances": instances})
         return json_response(200, {"worker": os.getpid(), "services": out}, request_id_of(request))

@@ -32,9 +32,7 @@ _ERROR_400 = b'{"error":{"code":"BAD_REQUEST","message":"malformed HTTP request"
 class AdminListener:
     __slots__ = ("_app", "_conns", "_host", "_limit", "_max_body", "_port", "_server", "_timeout")
 
-    def __init__(
-        self, app: Any, host: str, port: int, *, timeout: float, max_body: int, max_connections: int
-    ) -> None:
+    def __init__(self, app: Any, host: str, port: int, *, timeout: float, max_body: int, max_connections: int) -> None:
         self._app = app
         self._host = host
         self._port = port
@@ -141,9 +139,7 @@ class AdminListener:
             except h11.LocalProtocolError:
                 return
 
-    async def _send_simple(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: bytes
-    ) -> None:
+    async def _send_simple(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
         with contextlib.suppress(h11.LocalProtocolError):
             headers = [
                 (b"content-type", b"application/json"),

@@ -33,7 +33,7 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 
 
-def _error(description: str) -> dict[str, Any]:
+def error_doc(description: str) -> dict[str, Any]:
     return {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -60,20 +60,20 @@ def build_document(endpoints: Sequence[AdminEndpoint], version: str) -> dict[str
         op = copy.deepcopy(e.openapi)
         op.setdefault("operationId", e.action.replace(".", "_"))
         responses = op.setdefault("responses", {})
-        responses.setdefault("401", _error("Missing or wrong admin token"))
-        responses.setdefault("405", _error("Method not allowed on this path"))
+        responses.setdefault("401", error_doc("Missing or wrong admin token"))
+        responses.setdefault("405", error_doc("Method not allowed on this path"))
         if "{" in e.path or op.get("requestBody"):
-            responses.setdefault("400", _error("Invalid request"))
+            responses.setdefault("400", error_doc("Invalid request"))
         if "{" in e.path:
-            responses.setdefault("404", _error("No such resource"))
+            responses.setdefault("404", error_doc("No such resource"))
         paths.setdefault(e.path, {})[e.method.lower()] = op
     paths.setdefault("/openapi.json", {})["get"] = {
         "operationId": "openapi_read",
         "summary": "This document",
         "responses": {
             "200": ok({"type": "object"}),
-            "401": _error("Missing or wrong admin token"),
-            "405": _error("Method not allowed on this path"),
+            "401": error_doc("Missing or wrong admin token"),
+            "405": error_doc("Method not allowed on this path"),
         },
     }
     return {
