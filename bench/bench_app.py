@@ -1,25 +1,30 @@
 """A full request through the ASGI app (``hotpath.app.build_app``) against a loopback upstream.
 
-This is the whole per-request path of one worker minus Granian's HTTP parsing: path
-normalization, routing, the plugin chain, header preparation, the pooled pyreqwest
-upstream call to an in-process upstream on the same event loop, and the response relay.
-``bench_event_loop_baseline`` measures what driving a coroutine from the benchmark costs,
-to subtract from the others.
+This is one worker's whole per-request path minus Granian's HTTP parsing: normalization,
+routing, the plugin chain, header preparation, the pooled pyreqwest call to an in-process
+upstream on the same event loop, and the response relay. The feature sets are the load
+harness's scenarios (bare, metrics, access log, the full chain with JWT + Redis rate
+limits + shared breaker, and a cache hit), built in-process; Redis is a real
+redis-server. ``bench_event_loop_baseline`` is what driving one coroutine costs here, to
+subtract from the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
+from bench.harness.scenarios import FULL, PATH, Features
 from bench.support import routes
 from bench.support.asgi import http_scope, request
 from bench.support.fixed_upstream import BODY, FixedUpstream
+from bench.support.gateway import build, scenario_context
+from bench.support.lifespan import Lifespan
 from bench.support.typing import Benchmark
 from hotpath.app import GatewayApplication, build_app
+from tests.support.processes import RedisServer
 
 Loop = asyncio.AbstractEventLoop
 pytestmark = pytest.mark.benchmark(group="asgi-app")
@@ -31,35 +36,70 @@ HEADERS = [
     (b"x-correlation-id", b"bench-1"),
 ]
 
+VARIANTS: dict[str, Features] = {
+    "metrics": Features(metrics=True),
+    "metrics+access-log": Features(metrics=True, access_log=True),
+    "full-chain": FULL,
+    "cache-hit": Features(cache=True),
+}
+
 
 @pytest.fixture(scope="module")
-def app(loop: asyncio.AbstractEventLoop, fixed_upstream: FixedUpstream) -> Iterator[GatewayApplication]:
-    config: dict[str, Any] = routes.route_table_config(fixed_upstream.url)
-    application = build_app(routes.load(config))
-    lifespan: Any = application  # BlackSheep's start/stop are untyped
-    loop.run_until_complete(lifespan.start())
+def table_app(loop: Loop, fixed_upstream: FixedUpstream) -> Iterator[GatewayApplication]:
+    """The ~100-route table of bench_router, no plugins: the bare proxy path."""
+    application = build_app(routes.load(routes.route_table_config(fixed_upstream.url)))
+    lifespan = Lifespan(loop, application)
+    lifespan.start()
     yield application
-    loop.run_until_complete(lifespan.stop())
+    lifespan.stop()
 
 
-def bench_event_loop_baseline(benchmark: Benchmark, loop: asyncio.AbstractEventLoop) -> None:
+def bench_event_loop_baseline(benchmark: Benchmark, loop: Loop) -> None:
     async def nothing() -> int:
         return 1
 
     assert benchmark(lambda: loop.run_until_complete(nothing())) == 1
 
 
-def bench_proxied_request(benchmark: Benchmark, loop: Loop, app: GatewayApplication) -> None:
+def bench_proxied_request(benchmark: Benchmark, loop: Loop, table_app: GatewayApplication) -> None:
     scope = http_scope("GET", b"/api/v1/orders/8f14e45f", HEADERS)
-    out = benchmark(lambda: loop.run_until_complete(request(app, scope)))
+    out = benchmark(lambda: loop.run_until_complete(request(table_app, scope)))
     assert out.status == 200
     assert out.body == BODY
     assert (b"x-correlation-id", b"bench-1") in out.headers
 
 
-def bench_gateway_error(benchmark: Benchmark, loop: Loop, app: GatewayApplication) -> None:
-    """A request the gateway answers itself (400 for an unsafe path): no upstream call."""
+def bench_gateway_error(benchmark: Benchmark, loop: Loop, table_app: GatewayApplication) -> None:
+    """A request the gateway answers itself (400 for a path above the root): no upstream call."""
     scope = http_scope("GET", b"/api/../../etc/passwd", HEADERS)
-    out = benchmark(lambda: loop.run_until_complete(request(app, scope)))
+    out = benchmark(lambda: loop.run_until_complete(request(table_app, scope)))
     assert out.status == 400
     assert b'"code":"BAD_REQUEST"' in out.body
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def bench_feature_request(
+    benchmark: Benchmark, loop: Loop, fixed_upstream: FixedUpstream, redis_server: RedisServer, variant: str
+) -> None:
+    features = VARIANTS[variant]
+    with scenario_context(fixed_upstream.url, redis_server.url if features.needs_redis() else None) as ctx:
+        application = build(features, ctx)
+        lifespan = Lifespan(loop, application)
+        lifespan.start()
+        try:
+            headers = list(HEADERS)
+            if features.auth:
+                headers.append((b"authorization", f"Bearer {ctx.tokens[0]}".encode()))
+            scope = http_scope("GET", PATH.encode(), headers)
+            first = loop.run_until_complete(request(application, scope))
+            assert first.status == 200, first.body
+            out = benchmark(lambda: loop.run_until_complete(request(application, scope)))
+        finally:
+            lifespan.stop()
+    assert out.status == 200
+    assert out.body == BODY
+    names = {k for k, _ in out.headers}
+    if features.rate_limit:
+        assert b"x-ratelimit-remaining" in names
+    if features.cache:
+        assert (b"x-cache", b"HIT") in out.headers

@@ -26,6 +26,7 @@ import pytest
 import uvloop
 
 from bench.support.fixed_upstream import FixedUpstream
+from tests.support.processes import RedisServer
 
 MODE_ENV = "GATEHOUSE_BENCH_MODE"
 MODES = ("short", "full")
@@ -107,3 +108,11 @@ def fixed_upstream(loop: asyncio.AbstractEventLoop) -> Iterator[FixedUpstream]:
     loop.run_until_complete(upstream.start())
     yield upstream
     loop.run_until_complete(upstream.close())
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free port (never 6379), shared by the benchmark session."""
+    server = RedisServer()
+    yield server
+    server.stop()

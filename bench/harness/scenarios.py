@@ -41,6 +41,8 @@ class Context:
     jwt_secret: str
     tokens: list[str]
     api_keys: list[str]
+    # Where access-log lines go: the gateway's stdout (a file under the harness) or a path.
+    access_log_output: str = "stdout"
 
 
 class Unavailable(Exception):
@@ -195,7 +197,7 @@ def _observability(*, metrics: bool, access_log: bool, tracing: float | None, ct
         }
     log_cfg: dict[str, Any] = {"enabled": access_log}
     if access_log:
-        log_cfg |= {"format": "json", "output": "stdout"}
+        log_cfg |= {"format": "json", "output": ctx.access_log_output}
     return {"metrics": {"enabled": metrics}, "access_log": log_cfg, "tracing": tracing_cfg}
 
 
@@ -271,6 +273,8 @@ def gateway_config(features: Features, ctx: Context) -> dict[str, Any]:
         "observability": _observability(
             metrics=features.metrics, access_log=features.access_log, tracing=features.tracing, ctx=ctx
         ),
+        # The admin listener binds a fixed port; a benchmark never needs it.
+        "admin": {"enabled": False},
     }
     if plugins:
         config["plugins"] = plugins

@@ -1,0 +1,50 @@
+"""In-process gateways built from the harness's scenario configurations.
+
+The same feature sets the load harness measures end to end (bench/harness/scenarios.py)
+are built here with ``hotpath.app.build_app`` and driven through ASGI on the benchmark's
+loop, against the in-process upstream (and a real redis-server where features need one).
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import jwt
+import yaml
+
+from bench.harness.scenarios import JWT_AUDIENCE, JWT_ISSUER, Context, Features, gateway_config
+from hotpath.app import GatewayApplication, build_app
+from hotpath.config.loader import load_config_text
+
+
+def bench_token(secret: str, subject: str = "user-1", tier: str = "pro") -> str:
+    now = int(time.time())
+    claims = {"sub": subject, "tier": tier, "scope": "orders:read", "iss": JWT_ISSUER, "aud": JWT_AUDIENCE,
+              "iat": now, "exp": now + 3600}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+@contextmanager
+def scenario_context(upstream_url: str, redis_url: str | None) -> Iterator[Context]:
+    secret = secrets.token_urlsafe(48)
+    with tempfile.TemporaryDirectory(prefix="gh-bench-app-") as tmp:
+        yield Context(
+            upstream_url=upstream_url,
+            otlp_endpoint="http://127.0.0.1:9",  # tracing stays off in-process
+            redis_url=redis_url,
+            jwt_secret=secret,
+            tokens=[bench_token(secret)],
+            api_keys=["bench-key-1"],
+            access_log_output=str(Path(tmp) / "access.log"),
+        )
+
+
+def build(features: Features, ctx: Context) -> GatewayApplication:
+    config = gateway_config(features, ctx)
+    loaded = load_config_text(yaml.safe_dump(config, sort_keys=False), "<bench>", environ={})
+    return build_app(loaded)
