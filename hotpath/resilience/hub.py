@@ -145,6 +145,11 @@ class BreakerHub:
             emit_transition(self._audit, breaker.name, reply.old_state, reply.state, reply.reason, "cluster")
         return reply
 
+    @property
+    def subscribed(self) -> bool:
+        """True while the pub/sub listener is connected (transitions arrive as they happen)."""
+        return self._subscribed
+
     async def probe(self, breaker: SharedBreaker, token: str) -> Reply | None:
         return await self.call(breaker, "probe", token)
 

@@ -263,9 +263,9 @@ class SharedBreaker:
             self._fallback.seed(OPEN, 0.0)  # half-open again on the next call
         else:
             self._fallback.seed(CLOSED, 0.0)
-        # Outcomes that could not be sent still count, locally.
+        # Outcomes that could not be sent, or were still waiting to be, count locally.
         machine = self._fallback.machine
-        for letter in failed_batch:
+        for letter in failed_batch + self._seq:
             machine.record(letter == _F, now)
         self._seq.clear()
         self._in_fallback = True
