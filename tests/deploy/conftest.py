@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# prometheus-client picks its storage on first import from PROMETHEUS_MULTIPROC_DIR: import
+# it now, before any test patches the environment to a pod's.
+import observability.metrics  # noqa: F401
 from tests.deploy.manifests import (
     DOCKERFILE,
     K8S,

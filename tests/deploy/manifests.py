@@ -198,13 +198,25 @@ def mounted_config(m: Manifests) -> tuple[str, str]:
     return path, str(cm["data"][filename])
 
 
+# Variables that steer this test process itself (where prometheus-client writes, where
+# temporary files go) rather than the configuration; they name the pod's volumes.
+_PROCESS_ONLY = ("PROMETHEUS_MULTIPROC_DIR", "TMPDIR")
+
+
+def in_pod_environment(environ: dict[str, str]) -> Any:
+    """Patch os.environ to the pod's variables, minus those naming the pod's volumes."""
+    kept = {k: v for k, v in environ.items() if k not in _PROCESS_ONLY}
+    kept.update({k: os.environ[k] for k in _PROCESS_ONLY if k in os.environ})
+    return mock.patch.dict(os.environ, kept, clear=True)
+
+
 def gateway_config(
     m: Manifests, environ: dict[str, str], overrides: dict[str, Any] | None = None
 ) -> LoadedConfig:
     """The config as the pod's main process loads it. The process environment is the pod's
     too, because some plugin settings (the auth plugin's ``secret_env``) read it directly."""
     path, text = mounted_config(m)
-    with mock.patch.dict(os.environ, environ, clear=True):
+    with in_pod_environment(environ):
         return load_config_text(text, f"{m.name}:{path}", environ=environ, overrides=overrides)
 
 

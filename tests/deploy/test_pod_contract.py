@@ -21,6 +21,7 @@ from tests.deploy.manifests import (
     cpu_cores,
     exec_form,
     gateway_config,
+    in_pod_environment,
     labels_match,
     pod_environment,
 )
@@ -130,14 +131,11 @@ def test_the_gateway_builds_from_the_shipped_config(overlay: Manifests, pod_env:
     (an HS256 secret of 32+ bytes, known policies) with the pod's environment. Built on
     the in-process backend so no Redis client is made here (tests/deploy/test_as_deployed.py
     runs the same config against a real Redis)."""
-    import os
-    from unittest import mock
-
     from hotpath.build import build_gateway
     from hotpath.runtime import WorkerRuntime
 
     loaded = gateway_config(overlay, pod_env, overrides={"state.backend": "memory"})
-    with mock.patch.dict(os.environ, pod_env, clear=True):
+    with in_pod_environment(pod_env):
         gateway, services = build_gateway(loaded, WorkerRuntime(loaded))
     assert set(services) == set(loaded.services)
     assert {r["name"] for r in gateway.table.describe()} == {r.config.name for r in loaded.routes}
