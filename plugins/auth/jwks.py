@@ -2,8 +2,10 @@
 
 One ``JwksSource`` per provider per worker. Keys are fetched with httpx (never on the
 request path except when a token names a kid nobody knows), on a fixed interval with
-jitter, and on demand for an unknown kid at most once per cooldown. Concurrent demands
-join the fetch already in flight. A failed fetch keeps the last good keys.
+jitter, and on demand for an unknown kid at most once per cooldown (so the identity
+provider sees at most one fetch per refresh interval plus one per cooldown, per worker).
+Concurrent demands join the fetch already in flight. A failed fetch keeps the last good
+keys.
 
 Every fetch is counted in ``gatehouse_jwks_fetches{provider, result}``: ``ok``, ``error``,
 and ``cooldown`` for an unknown-kid fetch the cooldown suppressed.
@@ -53,7 +55,9 @@ class JwksSource:
         self._max_bytes = config.jwks_max_bytes
         self._on_keys = on_keys
         self._clock = clock
-        self._last_attempt = float("-inf")
+        # When the last fetch caused by an unknown kid started. Background refreshes do not
+        # count: a key published just after one must not wait out a cooldown it did not use.
+        self._last_kid_fetch = float("-inf")
         self._inflight: asyncio.Future[bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
@@ -102,13 +106,14 @@ class JwksSource:
         """A token named a kid no key has: refresh unless the cooldown forbids it."""
         if self._inflight is not None:
             return await asyncio.shield(self._inflight)
-        if self._clock() - self._last_attempt < self._cooldown:
+        now = self._clock()
+        if now - self._last_kid_fetch < self._cooldown:
             self._suppressed.inc()
             return False
+        self._last_kid_fetch = now
         return await self.refresh()
 
     async def _fetch(self) -> bool:
-        self._last_attempt = self._clock()
         try:
             async with asyncio.timeout(self._timeout):
                 keys = await self._download()
