@@ -97,11 +97,10 @@ class CacheHub:
 
         def make() -> CacheHub:
             state = runtime.state
-            tier: SharedTier
-            if state.kind == "redis":
-                tier = RedisTier(state.redis, state.keys.feature("cache"))
-            else:
-                tier = ProcessTier()
+            # The strategy is chosen once, here; nothing on the hot path asks which it is.
+            tier: SharedTier = (
+                RedisTier(state.redis, state.keys.feature("cache")) if state.kind == "redis" else ProcessTier()
+            )
             hub = cls(settings, tier)
             runtime.on_startup(hub.start)
             runtime.on_shutdown(hub.stop)
