@@ -1,4 +1,4 @@
-"""Run an ASGI app's lifespan in one long-lived task, as a server does.
+"""Run an ASGI app's lifespan (or a client's) in one long-lived task, as a server does.
 
 coredis binds a client's connection pool to the task that enters it, so the app must be
 started, served and stopped with its startup task still alive: a task here starts the
@@ -12,9 +12,11 @@ from typing import Any
 
 
 class Lifespan:
-    def __init__(self, loop: asyncio.AbstractEventLoop, app: Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: Any, *, stop: str = "stop") -> None:
+        """``app`` has ``async start()`` and an async stop method named by ``stop``."""
         self._loop = loop
         self._app = app
+        self._stop_name = stop
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -28,7 +30,7 @@ class Lifespan:
             try:
                 await self._stop.wait()
             finally:
-                await self._app.stop()
+                await getattr(self._app, self._stop_name)()
 
         self._task = loop.create_task(owner())
         loop.run_until_complete(asyncio.wait({started, self._task}, return_when=asyncio.FIRST_COMPLETED))
