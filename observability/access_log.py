@@ -130,6 +130,10 @@ class AccessLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
+        self.close()
+
+    def close(self) -> None:
+        """Write what is buffered and close a file output."""
         self.flush()
         if self._fh is not None:
             self._fh.close()
