@@ -130,7 +130,7 @@ class RedisBatcher:
             async with asyncio.timeout(max(self.timeout, 1.0)):
                 await self.client.script_load(self.script.source)
         except Exception as exc:  # Redis may be down at startup: the gateway serves on
-            log.warning("rate limit script not preloaded: %s", exc)
+            log.warning("rate limit script not preloaded: %s", f"{type(exc).__name__}: {exc}")
 
     async def close(self) -> None:
         self._closed = True
@@ -250,7 +250,7 @@ class RedisBatcher:
             self._outage(exc, batch)
             return
         self._errors.inc()
-        log.error("rate limit script call failed: %s", exc)
+        log.error("rate limit script call failed: %s", f"{type(exc).__name__}: {exc}")
         self._fail(batch)
 
     def _outage(self, exc: BaseException, batch: list[_Pending]) -> None:
@@ -258,8 +258,10 @@ class RedisBatcher:
         assert loop is not None
         self._errors.inc()
         if loop.time() >= self._down_until:
-            log.warning("Redis unavailable for rate limiting (%s: %s); fallback for %.2fs",
-                        type(exc).__name__, exc, self.retry_interval)
+            # Formatted here: a log record holding the exception would keep its traceback
+            # (and the dead connection's buffers) alive.
+            log.warning("Redis unavailable for rate limiting (%s); fallback for %.2fs",
+                        f"{type(exc).__name__}: {exc}", self.retry_interval)
         self._down_until = loop.time() + self.retry_interval
         # Everything queued would go to the same unavailable Redis: answer it now.
         waiting, self._pending = self._pending, []

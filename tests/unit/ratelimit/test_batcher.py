@@ -1,0 +1,121 @@
+"""The Redis batcher against a real redis-server: coalescing, NOSCRIPT, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import time
+
+import coredis
+import pytest
+
+from hotpath.ratelimit.config import SlidingWindow
+from hotpath.ratelimit.limits import compile_limit
+from hotpath.ratelimit.redis_backend import RedisBatcher, hash_slot
+from tests.support.processes import RedisServer
+from tests.unit.ratelimit.conftest import entered
+
+LIMIT = compile_limit(SlidingWindow(limit=1000, window=60), "w")
+ARGS = (1, 1, *LIMIT.params())
+
+
+def key(i: int) -> list[str]:
+    return [f"t:v1:rl:{{b:{i}}}:{LIMIT.suffix}"]
+
+
+async def test_one_tick_of_decisions_is_one_script_call(redis_server: RedisServer) -> None:
+    client = coredis.Redis.from_url(redis_server.url, connect_timeout=1, stream_timeout=2)
+    async with entered(client):
+        b = RedisBatcher(client, cluster=False, timeout=2.0)
+        futs = [b.submit(key(i), ARGS) for i in range(100)]
+        results = await asyncio.gather(*(f for f in futs if f is not None))
+        assert all(r is not None and r.allowed for r in results)
+        assert (b.calls, b.decisions) == (1, 100)
+        # Batches grow while one is in flight: 300 decisions over a few ticks, few calls.
+        for _ in range(3):
+            futs = [b.submit(key(i), ARGS) for i in range(100)]
+            await asyncio.sleep(0)
+            futs += [b.submit(key(i), ARGS) for i in range(100)]
+            await asyncio.gather(*(f for f in futs if f is not None))
+        assert b.decisions == 700 and b.calls <= 7
+        await b.close()
+
+
+async def test_noscript_is_recovered_transparently(redis_server: RedisServer) -> None:
+    client = coredis.Redis.from_url(redis_server.url, connect_timeout=1, stream_timeout=2)
+    async with entered(client):
+        b = RedisBatcher(client, cluster=False, timeout=2.0)
+        await b.start()
+        redis_server.cli("script", "flush")
+        fut = b.submit(key(1), ARGS)
+        assert fut is not None and (await fut) is not None
+        assert b.script_loads == 1
+        await b.close()
+
+
+async def test_slow_redis_never_holds_a_decision_past_the_timeout() -> None:
+    server = RedisServer()
+    try:
+        client = coredis.Redis.from_url(server.url, connect_timeout=1, stream_timeout=5)
+        async with entered(client):
+            b = RedisBatcher(client, cluster=False, timeout=0.3, retry_interval=1.0)
+            await b.start()
+            # Redis stops answering (a stalled host, a long fork): SIGSTOP, not a refusal.
+            assert server.proc is not None
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            started = time.monotonic()
+            futs = [b.submit(key(i), ARGS) for i in range(10)]
+            await asyncio.sleep(0.05)
+            futs += [b.submit(key(i), ARGS) for i in range(10)]  # queued behind the first call
+            results = await asyncio.gather(*(f for f in futs if f is not None))
+            elapsed = time.monotonic() - started
+            assert results == [None] * 20
+            assert elapsed < 0.3 + 0.5  # the timeout, plus a loaded-machine margin
+            # Known down: decisions skip Redis at once instead of waiting again.
+            assert b.submit(key(1), ARGS) is None and not b.available
+            os.kill(server.proc.pid, signal.SIGCONT)
+            await b.close()
+    finally:
+        server.stop()
+
+
+# When its connection dies, coredis drops anyio memory streams without closing them
+# (reported when they are garbage collected); collect them here, inside this test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_killed_redis_fails_fast_then_recovers() -> None:
+    server = RedisServer()
+    try:
+        client = coredis.Redis.from_url(server.url, connect_timeout=0.5, stream_timeout=0.5)
+        async with entered(client):
+            b = RedisBatcher(client, cluster=False, timeout=0.3, retry_interval=0.2)
+            fut = b.submit(key(1), ARGS)
+            assert fut is not None and await fut is not None
+            server.kill()
+            t0 = time.monotonic()
+            fut = b.submit(key(1), ARGS)
+            assert fut is not None and await fut is None
+            assert time.monotonic() - t0 < 0.3 + 0.5
+            server.start()
+            await asyncio.sleep(0.3)
+            ok = None
+            for _ in range(20):  # the client reconnects on its own
+                fut = b.submit(key(1), ARGS)
+                ok = await fut if fut is not None else None
+                if ok is not None:
+                    break
+                await asyncio.sleep(0.2)
+            assert ok is not None and ok.allowed
+            await b.close()
+    finally:
+        server.stop()
+    del client, b
+    gc.collect()
+
+
+def test_hash_slot() -> None:
+    # Known values from the Redis Cluster specification's CRC16 test vector.
+    assert hash_slot("123456789") == 0x31C3 % 16384
+    assert hash_slot("{user1000}.following") == hash_slot("{user1000}.followers")
