@@ -17,6 +17,7 @@ decision taken meanwhile is counted in ``gatehouse_breaker_local_fallback``.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from hotpath.resilience.contracts import Outcome, Permit
 from hotpath.resilience.local import LocalBreaker
-from hotpath.resilience.machine import CLOSED, HALF_OPEN, OPEN, STATE_NAMES
+from hotpath.resilience.machine import CLOSED, HALF_OPEN, OPEN, PROBE_CANCELLED, STATE_NAMES
 from hotpath.resilience.metrics import BreakerMetrics
 from hotpath.resilience.permits import EpochPermit, Rejection, verdict
 from hotpath.resilience.policy import BreakerPolicy
@@ -176,8 +177,14 @@ class SharedBreaker:
         return SharedProbe(self, f"{self._token_prefix}{next(self._tokens)}")
 
     async def _acquire(self, probe: SharedProbe) -> None:
+        # Shielded: if the caller goes away mid-request, a lease Redis granted anyway is
+        # handed back at once instead of expiring into a failed probe.
+        request = asyncio.ensure_future(self._hub.probe(self, probe.token))
         try:
-            reply = await self._hub.probe(self, probe.token)
+            reply = await asyncio.shield(request)
+        except asyncio.CancelledError:
+            request.add_done_callback(lambda done: self._give_back(done, probe.token))
+            raise
         finally:
             self._acquiring -= 1
         if reply is None:  # Redis failed: the fallback decides this call
@@ -197,6 +204,13 @@ class SharedBreaker:
         self._metrics.rejections.inc()
         wait = self._open_until - now if self._state == OPEN else max(self._probe_block_until - now, 0.0)
         raise self._reject.error(wait)
+
+    def _give_back(self, done: asyncio.Future[Any], token: str) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        reply = done.result()
+        if reply is not None and reply.granted:
+            self._hub.probe_done(self, token, PROBE_CANCELLED)
 
     def _record_slow(self, permit: Permit, outcome: Outcome, duration: float) -> None:
         if isinstance(permit, SharedProbe):

@@ -239,3 +239,18 @@ def test_on_a_redis_cluster(cluster: RedisCluster, upstream: Upstream, gateway_f
     owners = [n for n in cluster.nodes if n.cli("cluster", "countkeysinslot", slot) != "0"]
     assert len(owners) == 1
     assert owners[0].cli("exists", "gh:v1:cb:{flip}") == "1"
+
+
+def test_without_redis_the_breaker_is_in_process(upstream: Upstream, gateway_factory: GatewayFactory) -> None:
+    # The loader refuses in-process breakers with several workers (each would judge alone).
+    config = config_for("unused", upstream.url)
+    del config["redis"]
+    gw = gateway_factory(config, workers=1)
+    for _ in range(5):
+        assert get(gw, "/trip/status/500").status_code == 500
+    upstream.reset()
+    assert_open(get(gw, "/trip/echo"))
+    assert upstream.stats()["total"] == 0
+    body = get(gw, "/health").json()
+    assert body["breakers"]["trip"] == "open"
+    assert body["status"] == "degraded"

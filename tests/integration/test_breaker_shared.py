@@ -245,3 +245,23 @@ async def test_falls_back_to_a_local_breaker_while_redis_is_down(sink: Sink) -> 
             assert b.state_name() == "closed"  # Redis never saw those failures
     finally:
         server.stop()
+
+
+async def test_a_probe_whose_caller_leaves_gives_its_lease_back(redis: RedisServer, sink: Sink) -> None:
+    async with shared(redis.url, sink, minimum_calls=1, failure_rate=50, open_duration=0.2,
+                      half_open_probes=1) as (_, (a, b, _c), _w):
+        call(a, Outcome.FAILURE)
+        await eventually(lambda: b.state_name() == "open")
+        await asyncio.sleep(0.25)
+        waiting = asyncio.create_task(a.admit().ready())
+        for _ in range(3):
+            await asyncio.sleep(0)  # the lease request is on its way to Redis
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # The single slot comes back at once (a probe lease would otherwise last 5 s).
+        await asyncio.sleep(0.1)
+        probe = b.admit()
+        await probe.ready()
+        b.record(probe, Outcome.SUCCESS, 0.001)
+        await eventually(lambda: a.state_name() == "closed")
