@@ -176,7 +176,7 @@ def response_headers(
             if kb == b"connection":
                 connection_named.extend(t.strip().lower().encode("latin-1") for t in v.split(","))
             continue
-        if kb == REQUEST_ID or kb == CORRELATION_ID:
+        if kb in (REQUEST_ID, CORRELATION_ID):
             continue
         out.append((kb, v.encode("latin-1")))
     if connection_named:

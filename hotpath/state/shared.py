@@ -37,9 +37,33 @@ def make_client(config: RedisConfig) -> Any:
         "max_connections": config.max_connections,
     }
     if is_cluster(config):
-        url = config.url.replace("+cluster://", "://", 1)
-        return coredis.RedisCluster.from_url(url, **common)
+        return _cluster_client(config.url, common)
     return coredis.Redis.from_url(config.url, **common)
+
+
+def _cluster_client(url: str, common: dict[str, Any]) -> Any:
+    """``redis+cluster://[user:pass@]host:port[,host:port...]``: the seed nodes.
+
+    Built from explicit TCPLocations: coredis's own ``from_url`` passes dict nodes and
+    trips its deprecation warning.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    from coredis.connection import TCPLocation
+
+    parts = urlsplit(url.replace("+cluster://", "://", 1))
+    netloc = parts.netloc.rpartition("@")[2]
+    nodes = []
+    for seed in netloc.split(","):
+        host, _, port = seed.strip().rpartition(":")
+        nodes.append(TCPLocation(host.strip("[]") or "127.0.0.1", int(port or 6379)))
+    return coredis.RedisCluster(
+        startup_nodes=nodes,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=parts.scheme == "rediss",
+        **common,
+    )
 
 
 class KeySpace:
@@ -65,6 +89,8 @@ class SharedState:
         self.kind = kind
         self.config = config
         self.keys = KeySpace(config.key_prefix, config.key_version)
+        # Created here (no I/O happens until start()) so features can register scripts
+        # while the configuration is compiled.
         self.redis: Any = make_client(config) if kind == "redis" else None
         self._exit: contextlib.AsyncExitStack | None = None
         self.last_ok: float | None = None
