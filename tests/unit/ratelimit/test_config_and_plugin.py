@@ -1,0 +1,127 @@
+"""Configuration errors, the shipped defaults, and the plugin in process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hotpath.config.errors import ConfigError
+from hotpath.config.loader import load_config, load_config_text
+from hotpath.context import Identity, RequestContext
+from hotpath.errors import GatewayError
+from hotpath.runtime import WorkerRuntime
+from observability.audit_event import AuditEvent
+from plugins.rate_limit import RateLimitPlugin
+
+BAD = Path(__file__).parents[2] / "fixtures" / "bad_configs" / "rate_limit"
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "words"),
+    [
+        ("unknown_policy.yaml", "routes[0].plugins.rate_limit", "unknown policy 'nope'"),
+        ("cost_above_limit.yaml", "routes[0].plugins.rate_limit", "cost 50 exceeds"),
+        ("missing_default_tier.yaml", "plugins.rate_limit", "default_tier 'free'"),
+        ("burst_without_rate.yaml", "plugins.rate_limit", "'burst' belongs with 'per_second'"),
+        # msgspec names mapping keys "[...]"; the line number points at the entry.
+        ("unknown_algorithm.yaml", "plugins.rate_limit.policies[...].tiers[...].limits[0].algorithm",
+         "Invalid value 'fixed_window'"),
+        ("header_key_without_header.yaml", "plugins.rate_limit", "needs 'header'"),
+    ],
+)
+def test_bad_configs_name_file_path_and_field(name: str, path: str, words: str) -> None:
+    from hotpath.build import build_gateway
+
+    with pytest.raises(ConfigError) as info:
+        loaded = load_config(str(BAD / name), environ={})
+        build_gateway(loaded, WorkerRuntime(loaded))
+    err = info.value
+    assert err.file.endswith(name)
+    assert err.path.startswith(path), err
+    assert words in str(err)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def emit(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+def make_plugin(sink: Sink, yaml_text: str) -> RateLimitPlugin:
+    from hotpath.build import build_gateway
+
+    loaded = load_config_text(yaml_text, "inline.yaml", environ={})
+    runtime = WorkerRuntime(loaded, audit=sink)
+    gateway, _ = build_gateway(loaded, runtime)
+    plugin = gateway.table.routes[0].chain.plugins[0]
+    assert isinstance(plugin, RateLimitPlugin)
+    return plugin
+
+
+CONFIG = """
+services: {backend: {urls: ["http://127.0.0.1:9"]}}
+routes:
+  - {name: api, path: /api, service: backend, plugins: {rate_limit: {}}}
+"""
+
+
+def ctx(identity: Identity | None = None, ip: str = "10.0.0.1") -> RequestContext:
+    c = RequestContext({}, None, "GET", "/api", b"", [], ip, "req1", None, 0.0)
+    c.identity = identity
+    return c
+
+
+def test_shipped_tier_table() -> None:
+    plugin = make_plugin(Sink(), CONFIG)
+    table = {
+        name: [(lim.name, lim.a, lim.c) for lim in plan.limits] for name, plan in plugin.policy.tiers.items()
+    }
+    assert table == {
+        "anonymous": [("per_second", 10, 5), ("per_minute", 100, 60)],
+        "free": [("per_second", 20, 10), ("per_minute", 200, 60)],
+        "pro": [("per_second", 100, 50), ("per_minute", 1000, 60)],
+        "enterprise": [("per_second", 400, 200), ("per_minute", 5000, 60)],
+    }
+
+
+async def test_tier_selection_and_headers_in_process() -> None:
+    sink = Sink()
+    plugin = make_plugin(sink, CONFIG)  # no Redis: the in-process backend decides
+    pro = ctx(Identity("alice", "pro"))
+    await plugin.on_request(pro)
+    headers = dict(pro.response_headers)
+    assert headers[b"x-ratelimit-limit"] == b"100" and headers[b"x-ratelimit-remaining"] == b"99"
+    assert pro.rate_limit_outcome == "allowed"
+    unknown = ctx(Identity("bob", "platinum"))  # not a tier of the policy: default (free)
+    await plugin.on_request(unknown)
+    assert dict(unknown.response_headers)[b"x-ratelimit-limit"] == b"20"
+    # Anonymous callers are keyed by IP: 10 burst, then 429 with the RATE_LIMITED body.
+    for _ in range(10):
+        await plugin.on_request(ctx(ip="10.9.9.9"))
+    refused = ctx(ip="10.9.9.9")
+    with pytest.raises(GatewayError) as info:
+        await plugin.on_request(refused)
+    assert info.value.status == 429 and info.value.retry_after == 1
+    assert b'"code":"RATE_LIMITED"' in info.value.body("req1")
+    assert dict(refused.response_headers)[b"x-ratelimit-remaining"] == b"0"
+    assert refused.rate_limit_outcome == "limited"
+    assert [e.type.value for e in sink.events] == ["rate_limited"]
+    assert sink.events[0].details == {"policy": "default", "tier": "anonymous", "limit": "per_second"}
+    # Another address has its own counters.
+    await plugin.on_request(ctx(ip="10.9.9.8"))
+
+
+async def test_tier_claim_overrides_identity_tier() -> None:
+    text = CONFIG + """
+plugins:
+  rate_limit:
+    policies:
+      default: {tier_claim: plan}
+"""
+    plugin = make_plugin(Sink(), text)
+    c = ctx(Identity("carol", "free", claims={"plan": "enterprise"}))
+    await plugin.on_request(c)
+    assert dict(c.response_headers)[b"x-ratelimit-limit"] == b"400"
