@@ -8,7 +8,8 @@ Two modes, never a skip:
 - ``full``: pytest-benchmark's own defaults (or whatever ``--benchmark-*`` flags say), for
   numbers worth saving and comparing.
 
-The mode comes from ``--bench-mode``, else ``GATEHOUSE_BENCH_MODE``, else ``full`` when a
+The mode comes from ``--bench-mode``, else ``GATEHOUSE_BENCH_MODE``, else short when
+``GATEHOUSE_BENCH_SHORT`` is set (scripts/test.sh sets it for CI), else ``full`` when a
 flag that stores or compares results is given (``--benchmark-autosave``, ``--benchmark-save``,
 ``--benchmark-compare``, ``--benchmark-json``, ``--benchmark-only``), else ``short``.
 Short mode applies through the ``benchmark`` marker, so it works however pytest was
@@ -29,6 +30,7 @@ from bench.support.fixed_upstream import FixedUpstream
 from tests.support.processes import RedisServer
 
 MODE_ENV = "GATEHOUSE_BENCH_MODE"
+SHORT_ENV = "GATEHOUSE_BENCH_SHORT"
 MODES = ("short", "full")
 # Few rounds, no warmup: enough to exercise and assert every benchmark, not to rank them.
 SHORT_SETTINGS: dict[str, Any] = {"max_time": 0.05, "min_rounds": 3, "warmup": False}
@@ -59,6 +61,8 @@ def bench_mode(config: pytest.Config) -> str:
         if chosen not in MODES:
             raise pytest.UsageError(f"{MODE_ENV} must be one of {', '.join(MODES)}, not {chosen!r}")
         return str(chosen)
+    if os.environ.get(SHORT_ENV, "").lower() in ("1", "true", "yes"):
+        return "short"
     if any(config.getoption(flag, default=None) for flag in _STORING_FLAGS):
         return "full"
     return "short"

@@ -181,7 +181,7 @@ class Harness:
             scenarios.wait_for_access_log(gateway.output)
         exports_before = self.upstream.otlp_exports()
         self._measure(res, gateway.url + scenarios.PATH, headers, rotate=rotate,
-                      cpu_pids=load.process_tree(gateway.proc.pid))
+                      cpu_pids=load.process_tree(gateway.proc.pid), redis=sc.features.needs_redis())
         if sc.features.tracing is not None:
             time.sleep(2.5)  # one export interval, so the last batch is counted
             exported = self.upstream.otlp_exports() - exports_before
@@ -208,27 +208,29 @@ class Harness:
         *,
         cpu_pids: list[int],
         rotate: tuple[str, str, list[str]] | None = None,
+        redis: bool = False,
     ) -> None:
         o = self.o
+        info = self.redis_info if redis else None
         # Warm-up: pools fill, caches and the token cache fill; results discarded.
         load.run_wrk(url, duration=o.warmup, connections=o.connections, headers=headers, rotate=rotate)
-        before = self.redis_info.snapshot() if self.redis_info else None
+        before = info.snapshot() if info else None
         cpu0 = load.cpu_seconds(cpu_pids)
         tp = load.run_wrk(url, duration=o.duration, connections=o.connections, headers=headers, rotate=rotate)
         cpu1 = load.cpu_seconds(cpu_pids)
         res.throughput = tp.to_dict()
         if tp.requests:
             res.cpu_ms_per_1k = round((cpu1 - cpu0) * 1e6 / tp.requests, 1)
-        if before is not None and self.redis_info is not None:
-            res.redis_at_max = load.redis_delta(before, self.redis_info.snapshot(), tp.requests)
+        if before is not None and info is not None:
+            res.redis_at_max = load.redis_delta(before, info.snapshot(), tp.requests)
         if tp.non_2xx or tp.socket_errors:
             res.notes.append(f"max-throughput run: {tp.non_2xx} non-2xx responses, {tp.socket_errors} socket errors")
         for rate in o.rates:
-            before = self.redis_info.snapshot() if self.redis_info else None
+            before = info.snapshot() if info else None
             fr = load.run_h2load(url, rate=rate, duration=o.duration, warmup=min(1.0, o.warmup), headers=headers)
             entry = fr.to_dict()
-            if before is not None and self.redis_info is not None:
-                entry["redis"] = load.redis_delta(before, self.redis_info.snapshot(), fr.requests)
+            if before is not None and info is not None:
+                entry["redis"] = load.redis_delta(before, info.snapshot(), fr.requests)
             res.fixed_rates.append(entry)
             if fr.shortfall:
                 res.notes.append(f"at {rate:g}/s offered only {fr.achieved_rps:g}/s were achieved")
