@@ -16,6 +16,8 @@ from coredis.exceptions import NoScriptError
 from hotpath.ratelimit.limiter import Limiter
 from hotpath.ratelimit.memory import MemoryBackend
 from hotpath.ratelimit.policy import CompiledPolicy, caller_id
+
+__all__ = ["UnknownPolicy", "caller_id", "reset_caller", "reset_policy", "usage"]
 from hotpath.ratelimit.redis_backend import hash_slot
 from hotpath.ratelimit.scripts import PEEK
 
