@@ -1,0 +1,1 @@
+"""Tests of the benchmark tooling itself (the load harness)."""
