@@ -36,12 +36,13 @@ ensure_venv() {  # ensure_venv EXTRAS
     "$PYTHON" -m venv .venv || { apt_need x python3-venv; "$PYTHON" -m venv .venv; }
   fi
   local stamp=".venv/.installed-${extras:-base}"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    # The lock pins the runtime dependencies to the versions the container image ships.
     if [ -n "$extras" ]; then
-      .venv/bin/python -m pip install -q -e ".[${extras}]"
+      .venv/bin/python -m pip install -q -c requirements.lock -e ".[${extras}]"
     else
-      .venv/bin/python -m pip install -q -e .
+      .venv/bin/python -m pip install -q -c requirements.lock -e .
     fi
     touch "$stamp"
   fi
