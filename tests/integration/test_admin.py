@@ -64,6 +64,7 @@ def admin(redis_server: RedisServer, upstream: Upstream, gateway_factory: Gatewa
             "tracing": {"enabled": False, "headers": {"x-api-key": COLLECTOR_SECRET}},
         },
         "admin": {"port": port},
+        "audit": {"log": True, "flush_interval": 0.05},
     }
     gw = gateway_factory(cfg, workers=2, env={"GATEHOUSE_ADMIN_TOKEN": TOKEN})
     a = Admin(gw, port)
@@ -217,3 +218,26 @@ def test_schemathesis_against_the_openapi_document(admin: Admin) -> None:
         except Exception as exc:  # collect every failing operation, then fail once
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_every_admin_call_is_audited(admin: Admin) -> None:
+    import orjson
+
+    ok = admin.post("/breakers/reset").headers["x-request-id"]
+    refused = httpx.get(f"{admin.url}/config", timeout=5).headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    events: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline and not {ok, refused} <= set(events):
+        for line in admin.gw.output().splitlines():
+            if line.startswith("{") and '"audit"' in line:
+                try:
+                    event = orjson.loads(line).get("event") or {}
+                except orjson.JSONDecodeError:
+                    continue  # the last line may still be half written
+                if event.get("request_id"):
+                    events[event["request_id"]] = event
+        time.sleep(0.1)
+    assert events[ok]["type"] == "admin_action" and events[ok]["reason"] == "breakers.reset_all"
+    assert events[ok]["details"]["status"] == 200
+    assert events[refused]["type"] == "auth_failure"
+    assert TOKEN not in admin.gw.output()
