@@ -101,8 +101,70 @@ class _Context:
         try:
             return msgspec.convert(value, typ, strict=False)
         except msgspec.ValidationError as exc:
-            rel, msg = split_msgspec_error(str(exc))
+            rel, msg = split_msgspec_error(_name_dict_keys(value, typ, str(exc)))
             raise self.error(join_path(path, rel), msg) from None
+
+
+_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _name_dict_keys(value: Any, typ: type[Any], message: str) -> str:
+    """Replace msgspec's ``[...]`` (an entry of a mapping, key unnamed) with the real key.
+
+    Each mapping on the path is narrowed to one entry at a time until the same error
+    reappears; that entry's key is the one at fault. Only runs on the error path.
+    """
+    resolved = message
+    while "[...]" in resolved:
+        at = resolved.rfind(" - at `$")
+        if at < 0:
+            break
+        path = resolved[at + len(" - at `$") : -1]
+        head = path[: path.index("[...]")]
+        container = _navigate(value, head)
+        if not isinstance(container, dict):
+            break
+        culprit = None
+        for key in container:
+            try:
+                msgspec.convert(_narrowed(value, head, key), typ, strict=False)
+            except msgspec.ValidationError as exc:
+                if str(exc) == message:
+                    culprit = key
+                    break
+        if culprit is None:
+            break
+        resolved = resolved.replace("[...]", f".{culprit}", 1)
+    return resolved
+
+
+def _navigate(value: Any, path: str) -> Any:
+    for m in _SEGMENT.finditer(path):
+        if m.group(1) is not None:
+            if not isinstance(value, dict) or m.group(1) not in value:
+                return None
+            value = value[m.group(1)]
+        else:
+            idx = int(m.group(2))
+            if not isinstance(value, list | tuple) or idx >= len(value):
+                return None
+            value = value[idx]
+    return value
+
+
+def _narrowed(value: Any, path: str, key: Any) -> Any:
+    """A copy of ``value`` whose mapping at ``path`` keeps only ``key``."""
+    segments = list(_SEGMENT.finditer(path))
+    if not segments:
+        return {key: value[key]}
+    m = segments[0]
+    rest = path[m.end() :]
+    if m.group(1) is not None:
+        return {**value, m.group(1): _narrowed(value[m.group(1)], rest, key)}
+    idx = int(m.group(2))
+    items = list(value)
+    items[idx] = _narrowed(items[idx], rest, key)
+    return items
 
 
 def load_config(

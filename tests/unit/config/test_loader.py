@@ -25,6 +25,8 @@ CASES = {
     "missing_env.yaml": ("redis.url", "GATEHOUSE_TEST_UNSET_VARIABLE", 2),
     "bad_method.yaml": ("routes[0].methods[0]", "upper-case", 4),
     "bad_trusted_proxy.yaml": ("server.trusted_proxies[0]", "CIDR", 2),
+    # An entry of a mapping keyed by user-chosen names is named, not shown as [...].
+    "mapping_entry.yaml": ("plugins.rate_limit.policies.p1.tiers.gold.per_second", ">= 1", 11),
 }
 
 
