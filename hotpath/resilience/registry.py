@@ -42,7 +42,8 @@ class BreakerRegistry:
         return [self._breakers[n].describe() for n in sorted(self._breakers)]
 
     async def reset(self, name: str) -> bool:
-        """Close one service's breaker; False if the service has none."""
+        """Close one service's breaker; False if the service has none. Raises
+        ``ConnectionError`` (an ``OSError``) when Redis could not be reached."""
         breaker = self._breakers.get(name)
         if breaker is None:
             return False
@@ -50,8 +51,16 @@ class BreakerRegistry:
         return True
 
     async def reset_all(self) -> int:
+        """Close every breaker; all are attempted even if Redis fails for some, then the
+        first ``ConnectionError`` is raised."""
+        failed: ConnectionError | None = None
         for breaker in self._breakers.values():
-            await breaker.reset()
+            try:
+                await breaker.reset()
+            except ConnectionError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return len(self._breakers)
 
 

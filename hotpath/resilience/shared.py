@@ -319,8 +319,8 @@ class SharedBreaker:
         }
 
     async def reset(self) -> None:
-        if self._in_fallback:
-            await self._fallback.reset()
-            return
+        """Close the breaker everywhere (decided in Redis, then published). If Redis cannot
+        be reached, only this worker's fallback is reset and ``ConnectionError`` says so."""
         if await self._hub.reset(self) is None:
             await self._fallback.reset()
+            raise ConnectionError(f"Redis unavailable: only this worker's breaker of '{self.name}' was reset")
