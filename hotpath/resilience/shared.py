@@ -292,6 +292,7 @@ class SharedBreaker:
         log.warning("breaker %s: Redis reachable again, using the shared breaker", self.name)
         self._in_fallback = False
         self.apply(state, epoch, open_left, force=True)
+        self._metrics.transition(state, state)  # the gauge may still show the fallback's state
 
     @property
     def in_fallback(self) -> bool:
