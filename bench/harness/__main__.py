@@ -41,6 +41,8 @@ def parse(argv: list[str] | None = None) -> Options | None:
     p.add_argument("--warmup", type=float, help="seconds of warm-up before each scenario (default 3)")
     p.add_argument("--rates", type=_floats, help="fixed offered rates for the latency runs (default 5000)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    p.add_argument("--generator", choices=("openloop", "h2load"), default="openloop",
+                   help="fixed-rate generator (default openloop; see bench/harness/load.py)")
     p.add_argument("--workers", type=int, default=2, help="gateway workers (default 2)")
     p.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
     p.add_argument("--scenarios", type=_names, help="comma-separated subset (default: all)")
@@ -65,6 +67,7 @@ def parse(argv: list[str] | None = None) -> Options | None:
             setattr(o, attr, value)
     o.connections, o.workers, o.nginx_workers = a.connections, a.workers, a.nginx_workers
     o.install = not a.no_install
+    o.generator = a.generator
     if a.scenarios:
         # nginx-proxy is the reference every ratio needs.
         wanted = set(a.scenarios) | {"nginx-proxy"}

@@ -3,11 +3,14 @@
 - ``wrk`` (closed loop: ``-c`` connections each with one request in flight) finds the
   maximum throughput. A Lua ``done`` hook prints exact percentiles as JSON, so nothing is
   parsed from its human-readable table.
-- ``h2load --h1 --rps`` offers a fixed rate for the latency figures. Its per-request log
-  gives the percentiles. h2load paces each connection separately, so a connection whose
-  previous request is still in flight sends late; the harness spreads the rate over many
-  connections (each far slower than the latency it measures) and reports the rate actually
-  achieved, flagging a run that fell short of the offer, so a stall cannot hide.
+- ``bench.harness.openloop`` (our own, the default) offers a fixed rate for the latency
+  figures: requests start on a uniform schedule and each latency counts from when its
+  request was due, so a stall shows in the percentiles (see its docstring for why).
+- ``h2load --h1 --rps`` is the alternative (``--generator h2load``). It was measured
+  unsuitable for tail latency here: the per-connection timers of all its connections fire
+  together, so the offered rate arrives in bursts (40 ms pauses between request starts at
+  any rate), and a late connection times its next request from when it was sent. The
+  harness reports that pause (``max_start_gap_ms``) with its figures.
 - Redis ``INFO`` and ``/proc`` CPU times are read before and after each run.
 
 Every generator gets a fixed duration and a subprocess timeout, and only loopback URLs.
@@ -16,12 +19,15 @@ Every generator gets a fixed duration and a subprocess timeout, and only loopbac
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +59,8 @@ class Throughput:
     max_ms: float
     non_2xx: int
     socket_errors: int
+    # CPU the generator itself used: it shares the machine with what it measures.
+    generator_cpu_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +68,7 @@ class Throughput:
 
 @dataclass
 class FixedRate:
+    generator: str
     offered_rps: float
     achieved_rps: float
     requests: int
@@ -71,6 +80,15 @@ class FixedRate:
     p999_ms: float
     max_ms: float
     connections: int
+    # Longest pause between two consecutive request starts. At thousands of requests/s it
+    # is a fraction of a millisecond unless every connection was stuck waiting: then the
+    # pause is time the generator could not send, and latency samples are missing for it.
+    max_start_gap_ms: float | None = None
+    # openloop only: the longest a due request waited for the generator's own loop, and
+    # the most requests waiting for a connection at once.
+    max_send_lag_ms: float | None = None
+    max_queued: int | None = None
+    generator_cpu_s: float = 0.0
     shortfall: bool = field(default=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,10 +154,12 @@ def run_wrk(
         script = fh.name
     seconds = max(1, round(duration))
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", script, url]
+    cpu0 = _children_cpu()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=False)
     finally:
         os.unlink(script)
+    generator_cpu = round(_children_cpu() - cpu0, 2)
     for line in out.stdout.splitlines():
         if line.startswith(_MARK):
             data = json.loads(line[len(_MARK) :])
@@ -154,6 +174,7 @@ def run_wrk(
                 max_ms=data["max"] / 1000,
                 non_2xx=data["status"],
                 socket_errors=data["connect"] + data["read"] + data["write"] + data["timeout"],
+                generator_cpu_s=generator_cpu,
             )
     raise LoadError(f"wrk printed no result (exit {out.returncode}): {out.stderr.strip()[:500]}")
 
@@ -189,11 +210,14 @@ def run_h2load(
         for name, value in (headers or {}).items():
             cmd += ["-H", f"{name}: {value}"]
         cmd.append(url)
+        cpu0 = _children_cpu()
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 60, check=False)
+        generator_cpu = round(_children_cpu() - cpu0, 2)
         if out.returncode != 0 and not log.exists():
             detail = (out.stderr or out.stdout).strip()[:500]
             raise LoadError(f"h2load failed (exit {out.returncode}): {detail}")
         latencies: list[int] = []
+        starts: list[int] = []
         non_2xx = 0
         with open(log) as fh:
             for line in fh:
@@ -203,16 +227,20 @@ def run_h2load(
                 status = int(parts[1])
                 if not 200 <= status < 300:
                     non_2xx += 1
+                starts.append(int(parts[0]))
                 latencies.append(int(parts[2]))
     finished = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out.stdout)
     failed = re.search(r"(\d+) failed, (\d+) errored, (\d+) timeout", out.stdout)
     achieved = float(finished.group(3)) if finished else len(latencies) / duration
     latencies.sort()
+    starts.sort()
+    max_gap = max((b - a for a, b in itertools.pairwise(starts)), default=0)
 
     def ms(q: float) -> float:
         return round(_percentile(latencies, q) / 1000, 3)
 
     return FixedRate(
+        generator="h2load",
         offered_rps=rate,
         achieved_rps=round(achieved, 1),
         requests=len(latencies),
@@ -224,6 +252,62 @@ def run_h2load(
         p999_ms=ms(0.999),
         max_ms=round(latencies[-1] / 1000, 3) if latencies else 0.0,
         connections=connections,
+        max_start_gap_ms=round(max_gap / 1000, 3),
+        generator_cpu_s=generator_cpu,
+        shortfall=achieved < 0.97 * rate,
+    )
+
+
+def run_openloop(
+    url: str,
+    *,
+    rate: float,
+    duration: float,
+    warmup: float,
+    headers: dict[str, str] | None = None,
+    rotate: tuple[str, str, list[str]] | None = None,
+) -> FixedRate:
+    """``rate`` requests/s on a fixed schedule (bench/harness/openloop.py, its own process).
+
+    Connections are capped like a load balancer's keep-alive pool (``rate / 50``, at least
+    64: 100 at 5,000/s): a transient stall then queues requests (and counts the wait)
+    instead of opening hundreds of new connections that a real client pool would not."""
+    require_loopback(url)
+    late = 5.0
+    max_connections = max(64, int(rate / 50))
+    with tempfile.TemporaryDirectory(prefix="gh-openloop-") as tmp:
+        cmd = [sys.executable, "-m", "bench.harness.openloop", url, f"--rate={rate:g}", f"--duration={duration:g}",
+               f"--warmup={warmup:g}", f"--timeout={late:g}", f"--max-connections={max_connections}"]
+        for name, value in (headers or {}).items():
+            if rotate is None or name.lower() != rotate[0].lower():
+                cmd += ["-H", f"{name}: {value}"]
+        if rotate is not None:
+            name, prefix, values = rotate
+            values_file = Path(tmp) / "values.txt"
+            values_file.write_text("".join(f"{prefix}{v}\n" for v in values), encoding="latin-1")
+            cmd += ["--rotate-header", name, "--rotate-file", str(values_file)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + late + 60,
+                             check=False, cwd=Path(__file__).resolve().parents[2])
+    if out.returncode != 0 or not out.stdout.strip():
+        raise LoadError(f"openloop failed (exit {out.returncode}): {out.stderr.strip()[-500:]}")
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    achieved = float(data["achieved_rps"])
+    return FixedRate(
+        generator="openloop",
+        offered_rps=rate,
+        achieved_rps=achieved,
+        requests=data["requests"],
+        failed=data["failed"],
+        non_2xx=data["non_2xx"],
+        p50_ms=data["p50_ms"],
+        p95_ms=data["p95_ms"],
+        p99_ms=data["p99_ms"],
+        p999_ms=data["p999_ms"],
+        max_ms=data["max_ms"],
+        connections=data["connections"],
+        max_send_lag_ms=data["max_send_lag_ms"],
+        max_queued=data["max_queued"],
+        generator_cpu_s=data["generator_cpu_s"],
         shortfall=achieved < 0.97 * rate,
     )
 
@@ -309,6 +393,11 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
     return total / tick
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def tool_available(name: str) -> bool:

@@ -167,6 +167,7 @@ def build(
             "warmup_s": options.warmup,
             "rates": list(options.rates),
             "wrk_connections": options.connections,
+            "fixed_rate_generator": options.generator,
             "gateway_workers": options.workers,
             "nginx_workers": options.nginx_workers,
             "users": options.users,
@@ -209,7 +210,8 @@ def render(data: dict[str, Any]) -> str:
         f"Gatehouse load harness, {data['when']} (commit {m['commit']})",
         f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; gateway {cond['gateway_workers']} "
         f"workers, nginx {cond['nginx_workers']} worker(s); wrk -t1 -c{cond['wrk_connections']}, "
-        f"{cond['duration_s']:g}s runs after {cond['warmup_s']:g}s warm-up",
+        f"{cond['duration_s']:g}s runs after {cond['warmup_s']:g}s warm-up; fixed rates by "
+        f"{cond['fixed_rate_generator']}",
     ]
     if cond["contended"]:
         out.append(f"WARNING: the CPU was {cond['cpu_busy_before_run']:.0%} busy before the run started: "

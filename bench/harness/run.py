@@ -20,6 +20,8 @@ from bench.harness import load, report, scenarios, services, tools
 from bench.harness.scenarios import Context, Scenario, Unavailable
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+# A generator pause this long at a fixed rate is worth a note next to the figures.
+STALL_MS = 25.0
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Options:
     output: Path | None = None
     users: int = 1000
     quick: bool = False
+    generator: str = "openloop"  # fixed-rate generator: "openloop" or "h2load"
 
 
 @dataclass
@@ -98,7 +101,7 @@ class Harness:
     # -- lifecycle --------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        tools.ensure(self.o.install)
+        tools.ensure(self.o.install, h2load=self.o.generator == "h2load")
         busy = _busy_fraction()
         upstream = services.NginxUpstream(workers=self.o.nginx_workers)
         self.procs.add("upstream", upstream.stop)
@@ -227,13 +230,27 @@ class Harness:
             res.notes.append(f"max-throughput run: {tp.non_2xx} non-2xx responses, {tp.socket_errors} socket errors")
         for rate in o.rates:
             before = info.snapshot() if info else None
-            fr = load.run_h2load(url, rate=rate, duration=o.duration, warmup=min(1.0, o.warmup), headers=headers)
+            if o.generator == "h2load":
+                fr = load.run_h2load(url, rate=rate, duration=o.duration, warmup=min(1.0, o.warmup), headers=headers)
+            else:
+                fr = load.run_openloop(url, rate=rate, duration=o.duration, warmup=min(1.0, o.warmup),
+                                       headers=headers, rotate=rotate)
             entry = fr.to_dict()
             if before is not None and info is not None:
                 entry["redis"] = load.redis_delta(before, info.snapshot(), fr.requests)
             res.fixed_rates.append(entry)
             if fr.shortfall:
                 res.notes.append(f"at {rate:g}/s offered only {fr.achieved_rps:g}/s were achieved")
+            if fr.max_start_gap_ms is not None and fr.max_start_gap_ms > STALL_MS:
+                res.notes.append(
+                    f"at {rate:g}/s h2load paused {fr.max_start_gap_ms:g} ms between request starts: its offered "
+                    "load arrived in bursts"
+                )
+            if fr.max_send_lag_ms is not None and fr.max_send_lag_ms > STALL_MS:
+                res.notes.append(
+                    f"at {rate:g}/s the generator itself ran up to {fr.max_send_lag_ms:g} ms late (busy CPU); "
+                    "that delay is counted in the latencies"
+                )
             if fr.non_2xx or fr.failed:
                 res.notes.append(f"at {rate:g}/s: {fr.non_2xx} non-2xx, {fr.failed} failed requests")
 

@@ -23,12 +23,14 @@ class ToolsMissing(RuntimeError):
     pass
 
 
-def missing() -> dict[str, str]:
-    return {cmd: pkg for cmd, pkg in TOOLS.items() if shutil.which(cmd) is None}
+def missing(commands: tuple[str, ...] = tuple(TOOLS)) -> dict[str, str]:
+    return {cmd: TOOLS[cmd] for cmd in commands if shutil.which(cmd) is None}
 
 
-def ensure(install: bool = True) -> None:
-    need = missing()
+def ensure(install: bool = True, *, h2load: bool = False) -> None:
+    """Install what is missing; h2load only when it is the chosen fixed-rate generator."""
+    commands = tuple(c for c in TOOLS if c != "h2load" or h2load)
+    need = missing(commands)
     if not need:
         return
     packages = sorted(set(need.values()))
@@ -49,6 +51,6 @@ def ensure(install: bool = True) -> None:
     finally:
         if placed:
             POLICY_RC.unlink(missing_ok=True)
-    still = missing()
+    still = missing(commands)
     if still:
         raise ToolsMissing(f"still missing after install: {', '.join(sorted(still))}")
