@@ -132,7 +132,8 @@ class BreakerHub:
             raise
         except Exception as exc:  # ExceptionGroup, timeouts and connection errors alike
             self._errors.inc()
-            log.debug("breaker %s: %s failed: %r", breaker.name, op, exc)
+            # Log text, not the exception: a kept record would keep its frames alive.
+            log.debug("breaker %s: %s failed: %s", breaker.name, op, repr(exc))
             breaker.enter_fallback(arg2 if op == "record" and isinstance(arg2, bytes) else b"")
             return None
         self._latency.observe(perf_counter() - started)
@@ -230,7 +231,7 @@ class BreakerHub:
                 raise
             except Exception as exc:
                 if self._subscribed:
-                    log.warning("breaker pub/sub lost: %r", exc)
+                    log.warning("breaker pub/sub lost: %s", repr(exc))
                 self._errors.inc()
             self._subscribed = False
             await asyncio.sleep(backoff)
