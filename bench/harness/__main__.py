@@ -47,7 +47,7 @@ def parse(argv: list[str] | None = None) -> Options | None:
     p.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
     p.add_argument("--scenarios", type=_names, help="comma-separated subset (default: all)")
     p.add_argument("--budget", type=float, help="seconds after which remaining scenarios are not run "
-                   "(default 600, quick 150)")
+                   "(default 600, quick 180)")
     p.add_argument("--users", type=int, help="distinct tokens/API keys wrk rotates through (default 1000)")
     p.add_argument("--output", type=Path, help="JSON file (default bench/results/harness-<time>.json)")
     p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
@@ -59,7 +59,7 @@ def parse(argv: list[str] | None = None) -> Options | None:
         print(f"{scenarios.CLIENTS_SCENARIO:<16} data-path client choice: the same proxy loop on pyreqwest, "
               "aiohttp and httpx")
         return None
-    o = Options(duration=3.0, warmup=1.0, budget_s=150.0, users=200, quick=True) if a.quick else Options()
+    o = Options(duration=3.0, warmup=1.0, budget_s=180.0, users=200, quick=True) if a.quick else Options()
     for name, attr in (("duration", "duration"), ("warmup", "warmup"), ("rates", "rates"),
                        ("budget", "budget_s"), ("users", "users"), ("output", "output")):
         value = getattr(a, name)
