@@ -68,8 +68,10 @@ class GatewayApplication(Application):
             from observability.multiproc import CONTENT_TYPE, MetricsExposition
 
             exposition = MetricsExposition()
+            publish = runtime.telemetry.publish_metrics
 
             async def metrics() -> Response:
+                publish()  # this worker's batched request counts, so its own are current
                 body = exposition.render()
                 return Response(200, [(b"cache-control", b"no-store")], Content(CONTENT_TYPE, body))
 

@@ -23,6 +23,11 @@ class MetricsConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     # Off: the gateway records no request metrics and /metrics answers 404. Metrics other
     # features record (rate limits, breakers, Redis) are still written.
     enabled: bool = True
+    # Seconds between publishes of a worker's request counts into the shared metric files.
+    # Requests are counted in process and published in batches (and on every scrape the
+    # worker answers, and at shutdown): a scrape may see other workers' counts this late,
+    # and a worker killed with SIGKILL loses at most this much of its counts.
+    publish_interval: Annotated[float, msgspec.Meta(ge=0.05, le=60)] = 0.5
 
 
 class TracingConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -63,6 +68,10 @@ class AccessLogConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=
     buffer_bytes: Annotated[int, msgspec.Meta(ge=0, le=1_048_576)] = 4096
     # Longest time a line waits in the buffer.
     flush_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.5
+    # Bytes of lines waiting for the writer thread (per worker). A slow or blocked output
+    # (a stalled pipe reader) never blocks requests: past this, lines are dropped and
+    # counted in gatehouse_access_log_dropped_lines_total.
+    max_queued_bytes: Annotated[int, msgspec.Meta(ge=4096, le=268_435_456)] = 4_194_304
     # Key of the keyed hash that replaces user ids in logs and audit events; set it to a
     # secret (${VAR}) so ids cannot be recovered by hashing guesses.
     user_hash_key: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "gatehouse"

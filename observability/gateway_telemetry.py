@@ -4,6 +4,10 @@ Built from the ``observability:`` section once per worker. Each part that is swi
 is ``None`` and costs one attribute test per hook; everything a request needs (labelled
 metric children, the log's buffer, the tracer) is prepared before the first request.
 
+Request metrics are counted in process (``RequestMetrics``) and published to the shared
+multiprocess files every ``metrics.publish_interval`` seconds, before this worker answers a
+scrape (``publish_metrics``) and when it stops.
+
 A request that reached ``request_started`` holds a non-``None`` ``ctx.span`` (the SDK
 span, an unsampled marker, or ``STARTED``); ``request_finished`` uses that to keep the
 in-flight gauge exact even for requests that never got that far.
@@ -11,6 +15,9 @@ in-flight gauge exact even for requests that never got that far.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -27,6 +34,8 @@ from observability.tracing import Tracing, TracingSettings
 if TYPE_CHECKING:
     from hotpath.context import RequestContext
 
+log = logging.getLogger("gatehouse")
+
 STARTED = object()  # ctx.span when the request started without a recorded span
 _NO_HEADERS: list[tuple[str, str]] = []
 
@@ -40,7 +49,7 @@ class _Attempt:
 
 
 class GatewayTelemetry:
-    __slots__ = ("access_log", "config", "metrics", "tracing")
+    __slots__ = ("_publisher", "access_log", "config", "metrics", "tracing")
 
     def __init__(
         self,
@@ -55,25 +64,48 @@ class GatewayTelemetry:
         self.access_log = AccessLog(config.access_log) if config.access_log.enabled else None
         settings = TracingSettings(config.tracing, os.environ if env is None else env)
         self.tracing = Tracing(settings) if settings.enabled else None
+        self._publisher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         logs.configure(self.config.logging)
+        if self.metrics is not None:
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
         if self.access_log is not None:
             await self.access_log.start()
         if self.tracing is not None:
             await self.tracing.start()
 
     async def stop(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+            self._publisher = None
+        self.publish_metrics()  # the worker's last counts, so a clean stop loses none
         if self.tracing is not None:
             await self.tracing.stop()
         if self.access_log is not None:
             await self.access_log.stop()
 
+    def publish_metrics(self) -> None:
+        """Publish the request counts gathered since the last publish (before a scrape)."""
+        if self.metrics is not None:
+            self.metrics.publish()
+
+    async def _publish_loop(self) -> None:
+        interval = self.config.metrics.publish_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.publish_metrics()
+            except Exception:  # a failing write must not end publishing for the worker's life
+                log.exception("publishing request metrics failed")
+
     def request_started(self, ctx: RequestContext) -> None:
         if ctx.span is not None:
             return
         if self.metrics is not None:
-            self.metrics.in_flight.inc()
+            self.metrics.in_flight += 1
         tracing = self.tracing
         if tracing is not None and tracing.tracer is not None:
             start_ns = time.time_ns() - int((perf_counter() - ctx.started) * 1e9)
@@ -86,7 +118,7 @@ class GatewayTelemetry:
         metrics = self.metrics
         if metrics is not None:
             if ctx.span is not None:
-                metrics.in_flight.dec()
+                metrics.in_flight -= 1
             route = ctx.route
             metrics.route(route.name if route is not None else UNMATCHED_ROUTE).record(
                 ctx.method, ctx.status, duration

@@ -1,13 +1,25 @@
-"""Request and upstream metrics with their labelled children resolved once.
+"""Per-request metrics counted in process and published to prometheus-client in batches.
 
-``.labels()`` costs a lock, a tuple and a dict lookup inside prometheus-client, so each
-route keeps its own children: the duration histogram is resolved when the route is first
-seen, request counters per (method, status) on first use. A request then costs two dict
-lookups and the updates themselves.
+A multiprocess prometheus-client update costs a lock and a memory-mapped write (about
+1 µs per counter increment and 3.6 µs per histogram observation), and a request makes
+six of them. Here a request costs plain Python arithmetic instead: an integer increment
+per (route, method, status), a ``bisect`` into precomputed bucket bounds and two adds per
+histogram, and an integer for in-flight requests. ``RequestMetrics.publish`` moves the
+accumulated deltas into the labelled children (resolved once and kept) on a timer, before
+the worker answers a scrape, and at shutdown.
+
+Semantics this keeps: a published count is in the worker's multiprocess files and survives
+the worker (files of dead workers stay in the sum), and each delta is published exactly
+once (it is zeroed when it is added), so nothing doubles. What is not yet published when a
+worker is killed with SIGKILL is lost: at most one publish interval of its requests.
+
+Label values stay bounded: route names from the config (or ``(unmatched)``), service names,
+known methods (others count as ``OTHER``) and the status code.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 from observability import metrics
@@ -17,48 +29,167 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 OTHER_METHOD = "OTHER"
 
 
-class RouteMetrics:
-    __slots__ = ("_counters", "duration", "name")
+class HistogramLayoutError(RuntimeError):
+    """prometheus-client's histogram children no longer look as this module expects."""
 
-    def __init__(self, name: str) -> None:
+
+class RequestFamilies:
+    """The four families requests update; the gateway's own unless a test or bench passes others."""
+
+    __slots__ = ("in_flight", "request_duration", "requests", "upstream_duration")
+
+    def __init__(
+        self,
+        *,
+        requests: Any = None,
+        request_duration: Any = None,
+        upstream_duration: Any = None,
+        in_flight: Any = None,
+    ) -> None:
+        self.requests: Any = requests if requests is not None else metrics.REQUESTS
+        self.request_duration: Any = request_duration if request_duration is not None else metrics.REQUEST_DURATION
+        self.upstream_duration: Any = (
+            upstream_duration if upstream_duration is not None else metrics.UPSTREAM_DURATION
+        )
+        self.in_flight: Any = in_flight if in_flight is not None else metrics.IN_FLIGHT
+
+
+class HistogramAccumulator:
+    """Bucket counts and sum of one labelled histogram child since its last publish.
+
+    prometheus-client has no batched ``observe``, so ``publish`` adds to the child's
+    per-bucket values and its sum directly (its ``_buckets`` and ``_sum``, which hold
+    non-cumulative bucket counts in both value modes). The layout is checked once, here,
+    so a library change fails at startup rather than publishing into the wrong buckets.
+    """
+
+    __slots__ = ("_bounds", "_child", "counts", "pending", "total")
+
+    def __init__(self, child: Any) -> None:
+        bounds = list(getattr(child, "_upper_bounds", ()))
+        buckets = getattr(child, "_buckets", None)
+        if (
+            not bounds
+            or bounds[-1] != float("inf")
+            or not isinstance(buckets, list)
+            or len(buckets) != len(bounds)
+            or not hasattr(child, "_sum")
+        ):
+            raise HistogramLayoutError("prometheus-client histogram children changed layout; cannot publish")
+        self._child = child
+        # Finite bounds only: bisect_left returns len(bounds) (the +Inf bucket) past the last.
+        # bisect_left puts a value equal to a bound into that bound's bucket (Prometheus' "le").
+        self._bounds = tuple(bounds[:-1])
+        self.counts = [0] * len(bounds)
+        self.total = 0.0
+        self.pending = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self._bounds, seconds)] += 1
+        self.total += seconds
+        self.pending += 1
+
+    def publish(self) -> None:
+        if not self.pending:
+            return
+        counts = self.counts
+        buckets = self._child._buckets
+        for i, n in enumerate(counts):
+            if n:
+                buckets[i].inc(n)
+                counts[i] = 0
+        self._child._sum.inc(self.total)
+        self.total = 0.0
+        self.pending = 0
+
+
+class RouteMetrics:
+    """One route's request counts (method -> status -> count) and its duration histogram."""
+
+    __slots__ = ("_children", "_requests", "counts", "duration", "name")
+
+    def __init__(self, name: str, families: RequestFamilies) -> None:
         self.name = name
-        self.duration: Any = metrics.REQUEST_DURATION.labels(name)
-        # method -> status -> counter child
-        self._counters: dict[str, dict[int, Any]] = {}
+        self._requests = families.requests
+        self.duration = HistogramAccumulator(families.request_duration.labels(name))
+        # Requests since the last publish. Unknown methods share the OTHER entry, so a
+        # client cannot grow these dicts; statuses are bounded by HTTP.
+        self.counts: dict[str, dict[int, int]] = {}
+        # method -> status -> counter child, resolved on the first publish of each pair.
+        self._children: dict[str, dict[int, Any]] = {}
 
     def record(self, method: str, status: int, seconds: float) -> None:
-        by_status = self._counters.get(method)
+        by_status = self.counts.get(method)
         if by_status is None:
-            if method not in KNOWN_METHODS:
-                method = OTHER_METHOD
-            by_status = self._counters.setdefault(method, {})
-        child = by_status.get(status)
-        if child is None:
-            child = by_status[status] = metrics.REQUESTS.labels(self.name, method, str(status))
-        child.inc()
+            by_status = self._method_counts(method)
+        by_status[status] = by_status.get(status, 0) + 1
         self.duration.observe(seconds)
+
+    def _method_counts(self, method: str) -> dict[int, int]:
+        label = method if method in KNOWN_METHODS else OTHER_METHOD
+        by_status = self.counts.get(label)
+        if by_status is None:
+            by_status = self.counts[label] = {}
+        return by_status
+
+    def publish(self) -> None:
+        if not self.duration.pending:  # every record() observes the duration
+            return
+        for method, by_status in self.counts.items():
+            children = self._children.get(method)
+            if children is None:
+                children = self._children[method] = {}
+            for status, n in by_status.items():
+                if n:
+                    child = children.get(status)
+                    if child is None:
+                        child = children[status] = self._requests.labels(self.name, method, str(status))
+                    child.inc(n)
+                    by_status[status] = 0  # values change, keys do not: safe while iterating
+        self.duration.publish()
 
 
 class RequestMetrics:
-    """Per-worker cache of route and service children."""
+    """Per-worker accumulators for every route and service, plus in-flight requests."""
 
-    __slots__ = ("_routes", "_services", "in_flight")
+    __slots__ = ("_families", "_published_in_flight", "_routes", "_services", "in_flight")
 
-    def __init__(self, routes: tuple[str, ...], services: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        routes: tuple[str, ...],
+        services: tuple[str, ...],
+        families: RequestFamilies | None = None,
+    ) -> None:
+        self._families = families or RequestFamilies()
         self._routes: dict[str, RouteMetrics] = {}
         for name in (*routes, metrics.UNMATCHED_ROUTE):
-            self._routes[name] = RouteMetrics(name)
-        self._services: dict[str, Any] = {name: metrics.UPSTREAM_DURATION.labels(name) for name in services}
-        self.in_flight: Any = metrics.IN_FLIGHT
+            self._routes[name] = RouteMetrics(name, self._families)
+        self._services: dict[str, HistogramAccumulator] = {}
+        for name in services:
+            self.upstream(name)
+        # Requests between request_started and request_finished in this worker.
+        self.in_flight = 0
+        self._published_in_flight = 0
 
     def route(self, name: str) -> RouteMetrics:
         rm = self._routes.get(name)
         if rm is None:  # a route added after construction: still bounded by the config
-            rm = self._routes[name] = RouteMetrics(name)
+            rm = self._routes[name] = RouteMetrics(name, self._families)
         return rm
 
-    def upstream(self, service: str) -> Any:
-        child = self._services.get(service)
-        if child is None:
-            child = self._services[service] = metrics.UPSTREAM_DURATION.labels(service)
-        return child
+    def upstream(self, service: str) -> HistogramAccumulator:
+        acc = self._services.get(service)
+        if acc is None:
+            acc = self._services[service] = HistogramAccumulator(self._families.upstream_duration.labels(service))
+        return acc
+
+    def publish(self) -> None:
+        """Add everything counted since the last publish to the prometheus children."""
+        for rm in self._routes.values():
+            rm.publish()
+        for acc in self._services.values():
+            acc.publish()
+        in_flight = self.in_flight
+        if in_flight != self._published_in_flight:
+            self._families.in_flight.set(in_flight)
+            self._published_in_flight = in_flight

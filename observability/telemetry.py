@@ -27,6 +27,9 @@ class Telemetry(Protocol):
     ) -> None:
         """Ends one upstream attempt."""
 
+    def publish_metrics(self) -> None:
+        """Publish this worker's batched request metrics now (called before a scrape)."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -47,6 +50,9 @@ class NullTelemetry:
     def upstream_finished(
         self, ctx: RequestContext, token: Any, status: int | None, error: str | None
     ) -> None:
+        return None
+
+    def publish_metrics(self) -> None:
         return None
 
     async def start(self) -> None:
