@@ -92,3 +92,11 @@ AUDIT_EVENTS = Counter(
     "Audit events; result is sent, dropped (queue full) or failed.",
     ("type", "result"),
 )
+
+ACCESS_LOG_DROPPED = Counter(
+    "gatehouse_access_log_dropped_lines",
+    "Access-log lines not written; reason is queue_full (the output could not keep up and the "
+    "worker's queue was full), write_error (the output failed) or shutdown (still queued when "
+    "the worker stopped with its output blocked).",
+    ("reason",),
+)
