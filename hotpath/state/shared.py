@@ -10,6 +10,7 @@ entered in the ASGI lifespan task (``start``) and left there (``close``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import Any, Literal
 
@@ -102,6 +103,12 @@ class SharedState:
         stack = contextlib.AsyncExitStack()
         await stack.enter_async_context(self.redis)
         self._exit = stack
+        # Connect (and, on Cluster, learn the slot map) now, so the first requests do not
+        # spend their tight command timeouts on it and fall back needlessly. A Redis that
+        # is down does not stop the worker: each feature's failure mode decides.
+        up, _, error = await self.ping(self.config.connect_timeout + self.config.command_timeout)
+        if not up:
+            logging.getLogger("gatehouse").warning("redis unavailable at worker start: %s", error)
 
     async def close(self) -> None:
         if self._exit is not None:
