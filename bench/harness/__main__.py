@@ -51,6 +51,9 @@ def parse(argv: list[str] | None = None) -> Options | None:
     p.add_argument("--users", type=int, help="distinct tokens/API keys wrk rotates through (default 1000)")
     p.add_argument("--output", type=Path, help="JSON file (default bench/results/harness-<time>.json)")
     p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
+    p.add_argument("--profile", action="store_true",
+                   help="after measuring each gateway scenario, record a py-spy flame graph under wrk load "
+                   "(installs py-spy with pip if missing)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     a = p.parse_args(argv)
     if a.list:
@@ -68,6 +71,7 @@ def parse(argv: list[str] | None = None) -> Options | None:
     o.connections, o.workers, o.nginx_workers = a.connections, a.workers, a.nginx_workers
     o.install = not a.no_install
     o.generator = a.generator
+    o.profile = a.profile
     if a.scenarios:
         # nginx-proxy is the reference every ratio needs.
         wanted = set(a.scenarios) | {"nginx-proxy"}

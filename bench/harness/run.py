@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ class Options:
     users: int = 1000
     quick: bool = False
     generator: str = "openloop"  # fixed-rate generator: "openloop" or "h2load"
+    # Record a py-spy flame graph of the gateway workers per scenario, in a separate run
+    # after the measured ones (sampling perturbs the figures, so never during them).
+    profile: bool = False
 
 
 @dataclass
@@ -97,6 +101,8 @@ class Harness:
         self.started = time.monotonic()
         self.redis: services.RedisServer | None = None
         self.redis_info: load.RedisInfo | None = None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.profile_dir = (options.output.parent if options.output else RESULTS_DIR) / f"profiles-{stamp}"
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -193,6 +199,43 @@ class Harness:
                 raise Unavailable("tracing not active: no span export reached the OTLP sink")
         if sc.features.access_log:
             res.notes.append(f"{scenarios.access_log_lines(gateway.output())} access-log lines written")
+        if self.o.profile:
+            self._profile(sc.name, gateway.proc.pid, gateway.url + scenarios.PATH, headers, rotate, res)
+
+    def _profile(
+        self,
+        name: str,
+        pid: int,
+        url: str,
+        headers: dict[str, str],
+        rotate: tuple[str, str, list[str]] | None,
+        res: Result,
+    ) -> None:
+        """Collapsed stacks of every gateway process under wrk load (py-spy ``raw`` format, for
+        flamegraph.pl, inferno or speedscope), plus a text summary of the hottest functions."""
+        py_spy = tools.ensure_py_spy(self.o.install)
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        out = self.profile_dir / f"{name}.folded"
+        seconds = max(2, round(self.o.duration))
+        proc = subprocess.Popen(
+            [py_spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "250",
+             "--duration", str(seconds), "--format", "raw", "--output", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        try:
+            time.sleep(0.5)
+            load.run_wrk(url, duration=seconds, connections=self.o.connections, headers=headers, rotate=rotate)
+            _, err = proc.communicate(timeout=seconds + 30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        if out.exists():
+            summary = self.profile_dir / f"{name}.txt"
+            summary.write_text(profile_summary(out.read_text(errors="replace")))
+            res.notes.append(f"profile (py-spy, under wrk load): {out} (hottest functions: {summary})")
+        else:
+            res.notes.append(f"profile failed: {err.decode(errors='replace').strip()[-300:]}")
 
     def _credentials(self, sc: Scenario) -> tuple[dict[str, str], tuple[str, str, list[str]] | None]:
         if sc.credentials == "token":
@@ -294,6 +337,36 @@ class Harness:
             finally:
                 self.procs.stop("target")
         return out
+
+
+def profile_summary(folded: str, top: int = 25) -> str:
+    """The functions with the most samples, by self time and by total time (inclusive)."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in folded.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        frames = stack.split(";")
+        # py-spy's first frame names the process; a stack of only that frame is a sample
+        # taken while no Python code ran (Granian's or pyreqwest's Rust, the kernel).
+        leaf = frames[-1] if len(frames) > 1 else "(no Python frame: native code)"
+        own[leaf] = own.get(leaf, 0) + count
+        for frame in set(frames[1:]):  # the first frame names the process
+            total[frame] = total.get(frame, 0) + count
+    if not samples:
+        return "no samples\n"
+
+    def table(counts: dict[str, int]) -> list[str]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return [f"{100 * n / samples:6.1f}%  {frame}" for frame, n in ranked]
+
+    return "\n".join(
+        [f"{samples} samples", "", "self time:", *table(own), "", "total time (inclusive):", *table(total), ""]
+    )
 
 
 def main_run(options: Options) -> int:

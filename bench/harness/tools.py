@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 # command -> Debian package that provides it
@@ -54,3 +55,18 @@ def ensure(install: bool = True, *, h2load: bool = False) -> None:
     still = missing(commands)
     if still:
         raise ToolsMissing(f"still missing after install: {', '.join(sorted(still))}")
+
+
+def ensure_py_spy(install: bool = True) -> str:
+    """The py-spy binary, pip-installed into this environment on first use (for --profile)."""
+    found = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if found:
+        return found
+    if not install:
+        raise ToolsMissing(f"py-spy is missing; install it with: {sys.executable} -m pip install py-spy")
+    print("harness: installing py-spy (pip) for --profile", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True, timeout=300)
+    found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if not found:
+        raise ToolsMissing("py-spy is still missing after pip install")
+    return found

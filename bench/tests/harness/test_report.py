@@ -81,3 +81,17 @@ def test_render_shows_unavailable_reasons_and_contention() -> None:
     assert "cache-hit: not available: cache not active" in text
     assert "contended" in text
     assert data["conditions"]["contended"] is True
+
+
+def test_profile_summary_ranks_self_and_inclusive_time() -> None:
+    from bench.harness.run import profile_summary
+
+    folded = 'process 1:"gw";handle (g.py:1);forward (p.py:2) 6\nprocess 1:"gw";handle (g.py:1) 2\nprocess 1:"gw" 2\n'
+    text = profile_summary(folded)
+    lines = text.splitlines()
+    assert lines[0] == "10 samples"
+    self_part = lines[lines.index("self time:") + 1 : lines.index("total time (inclusive):")]
+    assert self_part[0].split() == ["60.0%", "forward", "(p.py:2)"]
+    assert any("no Python frame" in line and "20.0%" in line for line in self_part)
+    assert "  80.0%  handle (g.py:1)" in lines
+    assert profile_summary("") == "no samples\n"
