@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import orjson
+from prometheus_client import CollectorRegistry, Counter
 
 from hotpath.context import Identity, RequestContext
 from observability.access_log import AccessLog, UserHasher
@@ -50,3 +54,60 @@ def test_lines_batch_and_threshold(tmp_path: Path) -> None:
     assert [(x["status"], x["level"]) for x in lines] == [(404, "warning"), (503, "error")]
     assert b"Bearer" not in out.read_bytes() and b"abc" not in out.read_bytes()
     assert os.path.getsize(out) > 0
+
+
+def test_timestamps_are_exact_across_millisecond_and_second_boundaries(tmp_path: Path) -> None:
+    log = AccessLog(AccessLogConfig(output=str(tmp_path / "a.log")))
+    stamps = [log.record(_ctx(), 0.0, now)["ts"] for now in (1_700_000_000.0004, 1_700_000_000.0009,
+                                                                1_700_000_000.9991, 1_700_000_001.0001)]
+    assert stamps == ["2023-11-14T22:13:20.000Z", "2023-11-14T22:13:20.000Z", "2023-11-14T22:13:20.999Z",
+                      "2023-11-14T22:13:21.000Z"]
+
+
+def test_durations_print_as_milliseconds_with_three_decimals(tmp_path: Path) -> None:
+    out = tmp_path / "a.log"
+    log = AccessLog(AccessLogConfig(output=str(out), buffer_bytes=0))
+    ctx = _ctx()
+    ctx.upstream_ms = 0.1 + 0.2  # 0.30000000000000004
+    log.write(ctx, 0.0123456789)
+    log.close()
+    raw = out.read_bytes()
+    assert b'"duration_ms":12.346,' in raw and b'"upstream_ms":0.3,' in raw
+
+
+def test_a_blocked_output_drops_and_counts_lines_instead_of_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "stalled"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # present, but reads nothing for now
+    family = Counter("gatehouse_access_log_dropped_lines", "d", ("reason",), registry=CollectorRegistry())
+    log = AccessLog(AccessLogConfig(output=str(fifo), max_queued_bytes=8192), dropped_family=family)
+    log.open()
+    total = 3000  # about 1.3 MB of lines: far past the pipe's 64 kB and the 8 kB queue
+
+    def produce() -> None:
+        for _ in range(total):
+            log.write(_ctx(), 0.001)
+        log.flush()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join(30)
+    assert not producer.is_alive(), "the access log blocked its caller behind a stalled output"
+    dropped = family.labels("queue_full")._value.get()
+    assert 0 < dropped == log.dropped < total
+    received = bytearray()
+    closer = threading.Thread(target=log.close, args=(10.0,))
+    closer.start()
+    deadline = time.monotonic() + 30
+    while closer.is_alive() or bytes(received[-1:]) not in (b"", b"\n"):
+        assert time.monotonic() < deadline, "the writer never finished"
+        try:
+            received += os.read(reader, 65536)
+        except BlockingIOError:
+            closer.join(0.01)
+    with contextlib.suppress(BlockingIOError):
+        received += os.read(reader, 1 << 20)
+    os.close(reader)
+    lines = [orjson.loads(line) for line in received.splitlines()]
+    assert len(lines) + dropped == total  # every line either arrived whole or was counted
+    assert all(line["request_id"] == "rid1" for line in lines)
