@@ -109,7 +109,9 @@ http {{
         try:
             wait_for_port(port, timeout=10, proc=self.proc)
         except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"nginx {self.name} did not start: {self.errors()}") from exc
+            errors = self.errors()
+            self.stop()  # nobody holds this object yet: stop it here
+            raise RuntimeError(f"nginx {self.name} did not start: {errors}") from exc
 
     def errors(self) -> str:
         text = ""
@@ -203,7 +205,11 @@ class ClientProxy:
              "--log-level", "warning", "--backpressure", "2048", "bench.harness.client_proxy:app"],
             cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )
-        wait_for_port(self.port, timeout=20, proc=self.proc)
+        try:
+            wait_for_port(self.port, timeout=20, proc=self.proc)
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def url(self) -> str:
@@ -217,7 +223,18 @@ class ClientProxy:
 
 
 def start_gateway(config: dict[str, Any], *, workers: int, env: Mapping[str, str]) -> Gateway:
-    return Gateway(config, workers=workers, env=env, ready_timeout=40)
+    """The gateway, ready; if it never gets ready, its processes are stopped before raising."""
+    gateway = Gateway.__new__(Gateway)
+    try:
+        gateway.__init__(config, workers=workers, env=env, ready_timeout=40)  # type: ignore[misc]
+    except BaseException as exc:
+        if hasattr(gateway, "proc"):
+            stop_gateway(gateway)
+        if isinstance(exc, (RuntimeError, TimeoutError)):
+            # Its message carries the whole gateway output; the end says why.
+            raise RuntimeError(f"the gateway did not start: ...{str(exc)[-800:]}") from None
+        raise
+    return gateway
 
 
 def stop_gateway(gateway: Gateway) -> None:
