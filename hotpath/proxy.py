@@ -176,7 +176,10 @@ class Proxy:
             t0 = perf_counter()
             delay: float | None = None
             try:
-                async with service.client.stream(method, url, headers, body, remaining) as resp:
+                # The first attempt uses the route's own timeout (a constant, so its timedelta is
+                # cached); a retry gets what is left of the deadline.
+                budget = route.timeout if attempt == 0 else remaining
+                async with service.client.stream(method, url, headers, body, budget) as resp:
                     status = resp.status
                     elapsed = perf_counter() - t0
                     ctx.upstream_ms = elapsed * 1000.0
