@@ -1,4 +1,8 @@
-"""One request's Prometheus updates through cached label children (observability/metrics.py).
+"""What one request's Prometheus updates cost if made directly through cached label children.
+
+The gateway does not pay this per request: it counts in process and publishes in batches
+(observability/request_metrics.py; its real per-request cost is in bench_telemetry.py).
+This group keeps the direct cost in view, as the reason for that design.
 
 The families mirror the gateway's own (names, labels, buckets) in a private registry, in
 both value modes prometheus-client has: in-process (a locked float) and multiprocess (the
