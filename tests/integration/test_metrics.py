@@ -87,7 +87,8 @@ def spread(gw: Gateway, metrics_dir: Path) -> Iterator[int]:
     while time.monotonic() < deadline:
         assert _fire(f"{gw.url}/api/echo/m", 40) == [200] * 40
         sent += 40
-        _settle(gw.url, lambda text, want=sent: _ok(text) == want)
+        want = sent
+        _settle(gw.url, lambda text: _ok(text) == want)  # noqa: B023 - called before the next iteration
         if workers <= _pids_with_counters(metrics_dir):
             break
     yield sent
