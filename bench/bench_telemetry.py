@@ -30,6 +30,9 @@ VARIANTS = {
     "off": Features(),
     "metrics": Features(metrics=True),
     "metrics+access-log": Features(metrics=True, access_log=True),
+    # Tracing on, no root sampled: the cost every unsampled request pays (a random draw,
+    # trace id and an upstream traceparent, never an SDK span).
+    "metrics+access-log+tracing-0": Features(metrics=True, access_log=True, tracing=0.0),
 }
 SCOPE: dict[str, Any] = {"type": "http", "client": ("127.0.0.1", 50000), "scheme": "http"}
 
