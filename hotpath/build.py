@@ -87,6 +87,7 @@ def build_routes(loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[st
                 max_body_bytes=rc.max_body_bytes,
                 retry_non_idempotent=rc.retry_non_idempotent,
                 chain=Chain(instances),
+                read_ahead=rc.response_read_ahead,
             )
         )
     return RouteTable(routes)

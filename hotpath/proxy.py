@@ -179,7 +179,7 @@ class Proxy:
                 # The first attempt uses the route's own timeout (a constant, so its timedelta is
                 # cached); a retry gets what is left of the deadline.
                 budget = route.timeout if attempt == 0 else remaining
-                async with service.client.stream(method, url, headers, body, budget) as resp:
+                async with service.client.stream(method, url, headers, body, budget, route.read_ahead) as resp:
                     status = resp.status
                     elapsed = perf_counter() - t0
                     ctx.upstream_ms = elapsed * 1000.0

@@ -65,8 +65,13 @@ class UpstreamClient(Protocol):
         headers: list[tuple[str, str]],
         body: Body,
         timeout: float,
+        read_ahead: int = 0,
     ) -> AbstractAsyncContextManager[UpstreamResponse]:
-        """Send the request; the context yields once the response head has arrived."""
+        """Send the request; the context yields once the response head has arrived.
+
+        ``read_ahead``: body bytes the client may buffer before handing over the head and
+        the first chunk (0: every chunk as it arrives).
+        """
 
     async def start(self) -> None:
         """Create connections' runtime; called in the worker's lifespan startup."""

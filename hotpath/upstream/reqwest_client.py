@@ -123,15 +123,16 @@ class ReqwestUpstreamClient:
         headers: list[tuple[str, str]],
         body: Body,
         timeout: float,
+        read_ahead: int = 0,
     ) -> _Exchange:
         assert self._client is not None, "client used before start()"
-        # Read-ahead 0: every chunk is handed over as it arrives. pyreqwest's default
-        # buffers up to 64 KiB before returning, which holds server-sent events back.
+        # Read-ahead 0 (the route default): every chunk is handed over as it arrives.
+        # pyreqwest's own default buffers up to 64 KiB first, holding server-sent events back.
         builder = (
             self._client.request(method, url)
             .headers(headers)
             .timeout(_delta(timeout))
-            .streamed_read_buffer_limit(0)
+            .streamed_read_buffer_limit(read_ahead)
         )
         if body is not None:
             builder = builder.body_bytes(body) if isinstance(body, bytes) else builder.body_stream(body)

@@ -15,12 +15,12 @@ BAD = Path(__file__).resolve().parents[2] / "fixtures" / "bad_configs" / "auth"
 
 # file -> (path, text in the message)
 CASES = {
-    "alg_none.yaml": ("plugins.auth.providers[...].algorithms[0]", "Invalid enum value 'none'"),
+    "alg_none.yaml": ("plugins.auth.providers.main.algorithms[0]", "Invalid enum value 'none'"),
     "hs_without_secret.yaml": ("plugins.auth", "providers.main.secret: HS256 needs a shared secret"),
     "short_secret.yaml": ("plugins.auth", "providers.main.secret: HS256 needs a secret of at least 32 bytes"),
-    "unknown_provider_key.yaml": ("plugins.auth.providers[...].audiance", "unknown key"),
-    "no_keys.yaml": ("plugins.auth.providers[...]", "RS256 needs keys: set jwks_url or public_keys"),
-    "bad_jwks_url.yaml": ("plugins.auth.providers[...]", "jwks_url must be an http(s) URL"),
+    "unknown_provider_key.yaml": ("plugins.auth.providers.main.audiance", "unknown key"),
+    "no_keys.yaml": ("plugins.auth.providers.main", "RS256 needs keys: set jwks_url or public_keys"),
+    "bad_jwks_url.yaml": ("plugins.auth.providers.main", "jwks_url must be an http(s) URL"),
     "scopes_on_optional.yaml": ("routes[0].plugins.auth", "scopes and roles need mode: required"),
     "bad_scope_name.yaml": ("routes[0].plugins.auth.scopes[0]", "matching regex"),
     "unknown_route_provider.yaml": ("routes[0].plugins.auth", "unknown provider 'corp'"),

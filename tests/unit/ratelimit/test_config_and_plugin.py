@@ -24,8 +24,8 @@ BAD = Path(__file__).parents[2] / "fixtures" / "bad_configs" / "rate_limit"
         ("cost_above_limit.yaml", "routes[0].plugins.rate_limit", "cost 50 exceeds"),
         ("missing_default_tier.yaml", "plugins.rate_limit", "default_tier 'free'"),
         ("burst_without_rate.yaml", "plugins.rate_limit", "'burst' belongs with 'per_second'"),
-        # msgspec names mapping keys "[...]"; the line number points at the entry.
-        ("unknown_algorithm.yaml", "plugins.rate_limit.policies[...].tiers[...].limits[0].algorithm",
+        # Mapping entries are named by their keys (policy "default", tier "anonymous").
+        ("unknown_algorithm.yaml", "plugins.rate_limit.policies.default.tiers.anonymous.limits[0].algorithm",
          "Invalid value 'fixed_window'"),
         ("header_key_without_header.yaml", "plugins.rate_limit", "needs 'header'"),
     ],
