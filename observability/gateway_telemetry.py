@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -108,8 +107,7 @@ class GatewayTelemetry:
             self.metrics.in_flight += 1
         tracing = self.tracing
         if tracing is not None and tracing.tracer is not None:
-            start_ns = time.time_ns() - int((perf_counter() - ctx.started) * 1e9)
-            tracing.start_request(ctx, start_ns)
+            tracing.start_request(ctx)
         if ctx.span is None:
             ctx.span = STARTED
 
@@ -124,7 +122,7 @@ class GatewayTelemetry:
                 ctx.method, ctx.status, duration
             )
         if self.tracing is not None:
-            self.tracing.end_request(ctx, time.time_ns())
+            self.tracing.end_request(ctx)
         if self.access_log is not None:
             self.access_log.write(ctx, duration)
 
@@ -132,6 +130,8 @@ class GatewayTelemetry:
         if self.tracing is None:
             return perf_counter(), _NO_HEADERS
         span, headers = self.tracing.start_attempt(ctx, attempt)
+        if span is None:  # unsampled: only the start time, as with tracing off
+            return perf_counter(), headers
         return _Attempt(perf_counter(), span), headers
 
     def upstream_finished(

@@ -18,7 +18,9 @@ import asyncio
 import os
 import random
 import socket
+import time
 from collections.abc import Mapping
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -31,6 +33,8 @@ TRACEPARENT = b"traceparent"
 TRACESTATE = b"tracestate"
 _HEX = frozenset("0123456789abcdef")
 _NO_HEADERS: list[tuple[str, str]] = []
+_LOW64 = (1 << 64) - 1
+_FIX_ZERO = (1 << 64) | 1
 
 
 class TracingSettingsError(ValueError):
@@ -207,7 +211,7 @@ class Tracing:
 
     # -- per request -----------------------------------------------------------------
 
-    def start_request(self, ctx: RequestContext, start_ns: int) -> None:
+    def start_request(self, ctx: RequestContext) -> None:
         headers = ctx.headers
         parent: tuple[int, int, int] | None = None
         state: bytes | None = None
@@ -224,11 +228,18 @@ class Tracing:
                 ctx.span = _PASS_THROUGH
                 return
         elif ratio < 1.0 and (ratio <= 0.0 or self._random.random() >= ratio):
-            trace_id = self._random.getrandbits(128) or 1
-            ctx.trace_id = f"{trace_id:032x}"
-            span_id = self._random.getrandbits(64) or 1
-            ctx.span = _Unsampled([("traceparent", _traceparent(trace_id, span_id, False))])
+            # One draw for the trace id (high 128 bits) and the span id (low 64), formatted
+            # once: this is what every unsampled request pays.
+            bits = self._random.getrandbits(192)
+            if not bits >> 64 or not bits & _LOW64:  # all-zero ids are invalid
+                bits |= _FIX_ZERO
+            ids = f"{bits:048x}"
+            trace_id_hex = ids[:32]
+            ctx.trace_id = trace_id_hex
+            ctx.span = _Unsampled([("traceparent", f"00-{trace_id_hex}-{ids[32:]}-00")])
             return
+        # The SDK span starts when the request did: its wall-clock time, from the monotonic start.
+        start_ns = time.time_ns() - int((perf_counter() - ctx.started) * 1e9)
         # Recorded: the caller's trace context is replaced by ours on the way upstream.
         ctx.headers = [h for h in headers if h[0] != TRACEPARENT and h[0] != TRACESTATE]
         trace = self._trace_api
@@ -261,10 +272,11 @@ class Tracing:
         ctx.span = span
         ctx.trace_id = f"{span.get_span_context().trace_id:032x}"
 
-    def end_request(self, ctx: RequestContext, end_ns: int) -> None:
+    def end_request(self, ctx: RequestContext) -> None:
         span = ctx.span
         if span is None or isinstance(span, _Unsampled):
             return
+        end_ns = time.time_ns()
         status = ctx.status
         span.set_attribute("http.response.status_code", status)
         if ctx.rate_limit_outcome:
