@@ -50,10 +50,17 @@ class AiohttpClient:
 
     @asynccontextmanager
     async def stream(
-        self, method: str, url: str, headers: list[tuple[str, str]], body: Body, timeout: float
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: Body,
+        timeout: float,
+        read_ahead: int = 0,
     ) -> AsyncIterator[UpstreamResponse]:
         # The session-wide timeout applies; a per-request timeout object would add cost
-        # the pyreqwest adapter does not pay.
+        # the pyreqwest adapter does not pay. Chunks are handed over as they arrive
+        # (read_ahead 0), as the proxy loop below asks of every client.
         async with self._session.request(method, url, headers=headers, data=body, allow_redirects=False) as r:
             yield _AiohttpResponse(r)
 
@@ -90,10 +97,17 @@ class HttpxClient:
 
     @asynccontextmanager
     async def stream(
-        self, method: str, url: str, headers: list[tuple[str, str]], body: Body, timeout: float
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: Body,
+        timeout: float,
+        read_ahead: int = 0,
     ) -> AsyncIterator[UpstreamResponse]:
         # The session-wide timeout applies; a per-request timeout object would add cost
-        # the pyreqwest adapter does not pay.
+        # the pyreqwest adapter does not pay. Chunks are handed over as they arrive
+        # (read_ahead 0), as the proxy loop below asks of every client.
         async with self._client.stream(method, url, headers=headers, content=body) as r:
             yield _HttpxResponse(r)
 

@@ -43,6 +43,8 @@ class Context:
     api_keys: list[str]
     # Where access-log lines go: the gateway's stdout (a file under the harness) or a path.
     access_log_output: str = "stdout"
+    # routes[].response_read_ahead for the bench route (0: the default, chunks as they come).
+    read_ahead: int = 0
 
 
 class Unavailable(Exception):
@@ -267,9 +269,12 @@ def gateway_config(features: Features, ctx: Context) -> dict[str, Any]:
         route_plugins["cache"] = {"ttl": 3600, "shared": True}
     if features.breaker:
         service["breaker"] = {}  # the defaults: 50% failures over a 10 s window, 20 calls minimum
+    route: dict[str, Any] = {"name": ROUTE, "path": "/api", "service": SERVICE, "plugins": route_plugins}
+    if ctx.read_ahead:
+        route["response_read_ahead"] = ctx.read_ahead
     config: dict[str, Any] = {
         "services": {SERVICE: service},
-        "routes": [{"name": ROUTE, "path": "/api", "service": SERVICE, "plugins": route_plugins}],
+        "routes": [route],
         "observability": _observability(
             metrics=features.metrics, access_log=features.access_log, tracing=features.tracing, ctx=ctx
         ),
@@ -345,7 +350,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              "keep-alive; every ratio is against this row", kind="nginx-proxy"),
     Scenario("bare", "gateway, bare proxy", "routing, header hygiene, request ids and the pooled "
              "upstream call; no plugins, metrics, logs or tracing", against="nginx-proxy"),
-    Scenario("metrics", "bare + metrics", "the cost of request metrics (multiprocess Prometheus)",
+    Scenario("metrics", "bare + metrics", "the cost of request metrics (counted per worker, published to "
+             "multiprocess Prometheus, served at /metrics)",
              features=Features(metrics=True), against="bare"),
     Scenario("metrics-tracing", "bare + metrics + 1% tracing", "metrics plus OpenTelemetry at 1% "
              "parent-based sampling, exported over OTLP/HTTP", features=Features(metrics=True, tracing=0.01),
