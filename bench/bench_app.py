@@ -22,7 +22,7 @@ from bench.support.asgi import http_scope, request
 from bench.support.fixed_upstream import BODY, FixedUpstream
 from bench.support.gateway import build, scenario_context
 from bench.support.lifespan import Lifespan
-from bench.support.typing import Benchmark
+from bench.support.fixture_types import Benchmark
 from hotpath.app import GatewayApplication, build_app
 from tests.support.processes import RedisServer
 

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from bench.support.typing import Benchmark
+from bench.support.fixture_types import Benchmark
 from plugins.auth.config import ProviderConfig, PublicKey
 from plugins.auth.keys import KeyRing
 from plugins.auth.provider import static_keys

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.support.typing import Benchmark
+from bench.support.fixture_types import Benchmark
 from hotpath.config.schema import ServerConfig
 from hotpath.context import Header
 from hotpath.headers import RequestHeaderPolicy, TrustedProxies, response_headers

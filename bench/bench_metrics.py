@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
-from bench.support.typing import Benchmark
+from bench.support.fixture_types import Benchmark
 from observability import metrics
 
 pytestmark = pytest.mark.benchmark(group="metrics")

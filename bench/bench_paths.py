@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.support.typing import Benchmark
+from bench.support.fixture_types import Benchmark
 from hotpath.paths import normalize
 
 pytestmark = pytest.mark.benchmark(group="paths")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.support import routes
-from bench.support.typing import Benchmark
+from bench.support.fixture_types import Benchmark
 from hotpath.build import build_gateway
 from hotpath.router import RouteTable
 from hotpath.runtime import WorkerRuntime

@@ -19,7 +19,7 @@ from bench.harness.scenarios import ROUTE, Features
 from bench.support.fixed_upstream import FixedUpstream
 from bench.support.gateway import build, scenario_context
 from bench.support.lifespan import Lifespan
-from bench.support.typing import Benchmark
+from bench.support.fixture_types import Benchmark
 from hotpath.context import RequestContext
 from hotpath.router import Route
 
