@@ -20,9 +20,9 @@ from bench.harness.scenarios import FULL, PATH, Features
 from bench.support import routes
 from bench.support.asgi import http_scope, request
 from bench.support.fixed_upstream import BODY, FixedUpstream
+from bench.support.fixture_types import Benchmark
 from bench.support.gateway import build, scenario_context
 from bench.support.lifespan import Lifespan
-from bench.support.fixture_types import Benchmark
 from hotpath.app import GatewayApplication, build_app
 from tests.support.processes import RedisServer
 

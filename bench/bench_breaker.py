@@ -15,9 +15,9 @@ import pytest
 
 from bench.harness.scenarios import SERVICE, Features
 from bench.support.fixed_upstream import FixedUpstream
+from bench.support.fixture_types import Benchmark
 from bench.support.gateway import build, scenario_context
 from bench.support.lifespan import Lifespan
-from bench.support.fixture_types import Benchmark
 from hotpath.config.schema import ServiceConfig
 from hotpath.resilience.config import BreakerConfig
 from hotpath.resilience.contracts import Breaker, Outcome

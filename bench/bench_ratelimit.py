@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.support.lifespan import Lifespan
 from bench.support.fixture_types import Benchmark
+from bench.support.lifespan import Lifespan
 from hotpath.config.schema import RedisConfig
 from hotpath.ratelimit.config import PolicyConfig, RateLimitSettings, TierConfig
 from hotpath.ratelimit.limiter import Limiter

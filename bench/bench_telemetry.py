@@ -17,9 +17,9 @@ from prometheus_client import REGISTRY
 
 from bench.harness.scenarios import ROUTE, Features
 from bench.support.fixed_upstream import FixedUpstream
+from bench.support.fixture_types import Benchmark
 from bench.support.gateway import build, scenario_context
 from bench.support.lifespan import Lifespan
-from bench.support.fixture_types import Benchmark
 from hotpath.context import RequestContext
 from hotpath.router import Route
 
