@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 
 from tests.conftest import GatewayFactory, basic_config
 from tests.support.processes import Gateway, Upstream
+from tests.support.prom import scrape, value
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +110,43 @@ def test_level_threshold_and_text_format(
     lines = out.read_text().splitlines()
     assert len(lines) == 1, lines
     assert f"request_id={rid}" in lines[0] and "status=502" in lines[0] and "level=error" in lines[0]
+
+
+def test_a_stalled_output_drops_counted_lines_and_never_stalls_requests(
+    upstream: Upstream, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "stalled-shipper"
+    os.mkfifo(fifo)
+    # A reader that never reads, like a log shipper that hung: the pipe fills and stays full.
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        cfg = basic_config(upstream.url)
+        cfg["observability"] = {
+            "access_log": {"output": str(fifo), "flush_interval": 0.05, "max_queued_bytes": 4096},
+        }
+        gw = gateway_factory(cfg, workers=2)
+
+        def client(n: int) -> list[int]:
+            with httpx.Client(timeout=10) as c:
+                return [c.get(f"{gw.url}/api/echo/stalled-{i}").status_code for i in range(n)]
+
+        # About 400 lines of 450 bytes: more than a 64 kB pipe plus the queues of both workers.
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [s for batch in pool.map(client, [50] * 8) for s in batch]
+        assert statuses == [200] * 400
+        deadline = time.monotonic() + 10
+        while (dropped := value(scrape(gw.url), "gatehouse_access_log_dropped_lines_total",
+                                reason="queue_full")) == 0:
+            assert time.monotonic() < deadline, "no drop was counted though the output never drained"
+            time.sleep(0.05)
+        assert 0 < dropped < 400
+        # What did reach the pipe is whole lines: each chunk went out in one write within PIPE_BUF.
+        data = bytearray()
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(reader, 65536):
+                data += chunk
+        lines = data.splitlines()
+        assert lines and all(orjson.loads(line)["msg"] == "access" for line in lines)
+        assert data.endswith(b"\n")
+    finally:
+        os.close(reader)
