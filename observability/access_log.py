@@ -116,6 +116,7 @@ class AccessLog:
         "_max_queued",
         "_min_level",
         "_output",
+        "_stopped",
         "_text",
         "_writer",
         "dropped",
@@ -134,6 +135,7 @@ class AccessLog:
         self._fd: int | None = None
         self._fh: BinaryIO | None = None
         self._writer: LineWriter | None = None
+        self._stopped = False
         self._flusher: asyncio.Task[None] | None = None
         self._output = config.output
         family = dropped_family if dropped_family is not None else metrics.ACCESS_LOG_DROPPED
@@ -159,14 +161,23 @@ class AccessLog:
                 await self._flusher
             self._flusher = None
         self.flush()
-        # Waiting for the writer thread to drain happens off the event loop.
-        await asyncio.to_thread(self.close)
+        writer = self._writer
+        # Waiting for the writer thread to drain happens off the event loop; the buffer
+        # stays the loop's alone (lines logged meanwhile are refused by the closing writer
+        # and counted as lost at shutdown).
+        drained = await asyncio.to_thread(writer.close, CLOSE_TIMEOUT) if writer is not None else True
+        self.flush()
+        self._finish(drained)
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Write what is buffered (waiting at most ``timeout`` for the output) and close a file."""
         self.flush()
-        writer, self._writer = self._writer, None
-        drained = writer.close(timeout) if writer is not None else True
+        writer = self._writer
+        self._finish(writer.close(timeout) if writer is not None else True)
+
+    def _finish(self, drained: bool) -> None:
+        self._writer = None
+        self._stopped = True
         if self._fh is not None and drained:  # never close a descriptor a stuck write still holds
             self._fh.close()
         self._fh = None
@@ -248,12 +259,15 @@ class AccessLog:
         buf = self._buf
         if not buf:
             return
-        if self._writer is None:
-            self.open()
-        assert self._writer is not None
         chunk, lines = bytes(buf), self._buf_lines
         buf.clear()
         self._buf_lines = 0
+        if self._writer is None:
+            if self._stopped:  # a line logged after the log was closed
+                self._count_drop("shutdown", lines)
+                return
+            self.open()
+        assert self._writer is not None
         self._writer.submit(chunk, lines)
 
 

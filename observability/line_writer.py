@@ -46,17 +46,19 @@ class LineWriter:
         return self._queued
 
     def submit(self, chunk: bytes, lines: int) -> bool:
-        """Queue a chunk of ``lines`` lines; False (and counted) if the queue is full."""
+        """Queue a chunk of ``lines`` lines; False (and counted) if full or closing."""
+        refused: str | None = None
         with self._cond:
-            if self._stopping or self._queued + len(chunk) > self._max_bytes:
-                full = True
+            if self._stopping:
+                refused = "shutdown"
+            elif self._queued + len(chunk) > self._max_bytes:
+                refused = "queue_full"
             else:
-                full = False
                 self._queue.append((chunk, lines))
                 self._queued += len(chunk)
                 self._cond.notify()
-        if full:
-            self._on_drop("queue_full", lines)
+        if refused is not None:
+            self._on_drop(refused, lines)
             return False
         return True
 

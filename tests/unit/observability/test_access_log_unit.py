@@ -111,3 +111,18 @@ def test_a_blocked_output_drops_and_counts_lines_instead_of_blocking(tmp_path: P
     lines = [orjson.loads(line) for line in received.splitlines()]
     assert len(lines) + dropped == total  # every line either arrived whole or was counted
     assert all(line["request_id"] == "rid1" for line in lines)
+
+
+async def test_stop_writes_everything_and_counts_lines_logged_after_it(tmp_path: Path) -> None:
+    out = tmp_path / "a.log"
+    family = Counter("gatehouse_access_log_dropped_lines", "d", ("reason",), registry=CollectorRegistry())
+    log = AccessLog(AccessLogConfig(output=str(out), flush_interval=60), dropped_family=family)
+    await log.start()
+    for _ in range(5):
+        log.write(_ctx(), 0.001)
+    await log.stop()
+    assert len(out.read_bytes().splitlines()) == 5
+    log.write(_ctx(), 0.001)  # a request finishing after the worker's log closed
+    log.flush()
+    assert family.labels("shutdown")._value.get() == 1 == log.dropped
+    assert len(out.read_bytes().splitlines()) == 5
