@@ -111,6 +111,10 @@ class BatchConfig(Strict, frozen=True, kw_only=True):
     # Script calls a worker keeps in flight; decisions arriving meanwhile are coalesced
     # into the next call. 1 coalesces the most.
     max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    # When a decision reaches an idle batcher, wait this long for others before sending
+    # (decisions arriving while a call is in flight already coalesce). At moderate load it
+    # turns one call per request into one per few requests, for at most this much latency.
+    linger: Annotated[float, msgspec.Meta(ge=0, le=0.05)] = 0.001
     # Longest a request waits for its decision (None: redis.command_timeout).
     timeout: Annotated[float, msgspec.Meta(gt=0, le=10)] | None = None
     # After a failed call, decisions skip Redis for this long (no request pays a timeout

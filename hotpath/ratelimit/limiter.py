@@ -77,6 +77,7 @@ class Limiter:
                 max_batch=batch.max_batch,
                 max_in_flight=batch.max_in_flight,
                 retry_interval=batch.retry_interval,
+                linger=batch.linger,
             )
         else:
             self.memory = MemoryBackend(clock, max_keys)

@@ -80,6 +80,7 @@ class RedisBatcher:
         max_batch: int = 256,
         max_in_flight: int = 1,
         retry_interval: float = 0.5,
+        linger: float = 0.0,
         script: LuaScript = DECIDE,
     ) -> None:
         self.client = client
@@ -88,6 +89,7 @@ class RedisBatcher:
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self.retry_interval = retry_interval
+        self.linger = linger
         self.script = script
         self._pending: list[_Pending] = []
         self._in_flight = 0
@@ -118,10 +120,17 @@ class RedisBatcher:
         if now < self._down_until or self._closed:
             return None
         fut: asyncio.Future[Decision | None] = loop.create_future()
-        self._pending.append(_Pending(fut, keys, args, now))
+        pending = self._pending
+        pending.append(_Pending(fut, keys, args, now))
         if not self._scheduled and self._in_flight < self.max_in_flight:
             self._scheduled = True
-            loop.call_soon(self._flush)
+            if self.linger > 0:
+                loop.call_later(self.linger, self._flush)
+            else:
+                loop.call_soon(self._flush)
+        elif self._scheduled and len(pending) >= self.max_batch and self._in_flight < self.max_in_flight:
+            # A full batch does not wait out the linger; the timer's flush finds less to do.
+            self._flush()
         return fut
 
     async def start(self) -> None:
@@ -147,7 +156,8 @@ class RedisBatcher:
     def _flush(self) -> None:
         self._scheduled = False
         loop = self._loop
-        assert loop is not None
+        if loop is None or self._closed:
+            return
         while self._pending and self._in_flight < self.max_in_flight:
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]

@@ -43,6 +43,29 @@ async def test_one_tick_of_decisions_is_one_script_call(redis_server: RedisServe
         await b.close()
 
 
+async def test_linger_coalesces_decisions_spread_over_several_ticks(redis_server: RedisServer) -> None:
+    client = coredis.Redis.from_url(redis_server.url, connect_timeout=1, stream_timeout=2)
+    async with entered(client):
+        eager = RedisBatcher(client, cluster=False, timeout=2.0)
+        lingering = RedisBatcher(client, cluster=False, timeout=2.0, linger=0.05)
+        for b in (eager, lingering):
+            futs = []
+            for i in range(5):  # one decision per tick, as requests arrive at moderate load
+                futs.append(b.submit(key(i), ARGS))
+                await asyncio.sleep(0)
+            await asyncio.gather(*(f for f in futs if f is not None))
+        assert eager.calls >= 2  # without linger the first lone decision goes out on its own
+        assert (lingering.calls, lingering.decisions) == (1, 5)
+        # A full batch does not wait for the linger to run out.
+        full = RedisBatcher(client, cluster=False, timeout=2.0, linger=5.0, max_batch=4)
+        started = time.monotonic()
+        futs = [full.submit(key(i), ARGS) for i in range(4)]
+        await asyncio.gather(*(f for f in futs if f is not None))
+        assert time.monotonic() - started < 2.0
+        for b in (eager, lingering, full):
+            await b.close()
+
+
 async def test_noscript_is_recovered_transparently(redis_server: RedisServer) -> None:
     client = coredis.Redis.from_url(redis_server.url, connect_timeout=1, stream_timeout=2)
     async with entered(client):
