@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import REPO, Gateway, RedisServer, free_port, wait_for_port
+from tests.support.processes import REPO, Gateway, RedisServer, free_port, stop_process_group, wait_for_port
 
 # The reference upstream's answer: a fixed 37-byte JSON body.
 UPSTREAM_BODY = '{"status":"ok","service":"upstream1"}'
@@ -46,21 +46,6 @@ class Processes:
             _, fn = self._stops.pop()
             with contextlib.suppress(Exception):
                 fn()
-
-
-def _kill_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    import signal
-
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
 
 
 class Nginx:
@@ -121,7 +106,7 @@ http {{
         return text.strip()[-1000:]
 
     def stop(self) -> None:
-        _kill_group(self.proc)
+        stop_process_group(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -216,7 +201,7 @@ class ClientProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        _kill_group(self.proc)
+        stop_process_group(self.proc)
         self.log.close()
         with contextlib.suppress(OSError):
             os.unlink(self.log.name)

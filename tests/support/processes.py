@@ -45,7 +45,8 @@ def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes
     raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL it if it has not exited within ``timeout``."""
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -98,7 +99,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            stop_process_group(self.proc)
 
 
 def _cluster_port() -> int:
@@ -170,7 +171,7 @@ class Upstream:
         httpx.post(f"{self.url}/_reset", timeout=5).raise_for_status()
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process_group(self.proc)
         self.log.close()
 
 
@@ -237,7 +238,7 @@ class Gateway:
         self.proc.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
-        _stop(self.proc, timeout=30)
+        stop_process_group(self.proc, timeout=30)
         self._log.close()
 
 
