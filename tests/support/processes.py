@@ -118,10 +118,20 @@ class RedisCluster:
     """A real Redis Cluster of N masters (no replicas), each a redis-server on a free port."""
 
     def __init__(self, masters: int = 3) -> None:
-        self.nodes = [RedisServer(port=_cluster_port(),
-                                  extra_args=("--cluster-enabled", "yes", "--cluster-config-file",
-                                              f"nodes-{i}.conf", "--cluster-node-timeout", "2000"))
-                      for i in range(masters)]
+        self.nodes: list[RedisServer] = []
+        try:
+            for i in range(masters):
+                self.nodes.append(RedisServer(
+                    port=_cluster_port(),
+                    extra_args=("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{i}.conf",
+                                "--cluster-node-timeout", "2000"),
+                ))
+            self._form()
+        except BaseException:
+            self.stop()  # never leave half a cluster running
+            raise
+
+    def _form(self) -> None:
         addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
         subprocess.run(["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
                        capture_output=True, check=True, timeout=60)
