@@ -218,8 +218,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.config = str(DEFAULT_CONFIG)
         print(
             f"gatehouse: demo upstream on http://127.0.0.1:{DEMO_UPSTREAM_PORT}; try:\n"
-            f"  curl -i http://127.0.0.1:{args.port or 8080}/api/hello\n"
-            f"  curl -N http://127.0.0.1:{args.port or 8080}/api/events",
+            f"  curl -i http://127.0.0.1:{args.port or 8080}/api/hello     (rate-limited: 5/s, burst 10)\n"
+            f"  curl -i http://127.0.0.1:{args.port or 8080}/cached/hello  (X-Cache: MISS, then HIT)\n"
+            f"  curl -N http://127.0.0.1:{args.port or 8080}/api/events    (server-sent events)",
             file=sys.stderr,
         )
         return cmd_run(args)
