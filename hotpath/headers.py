@@ -35,6 +35,7 @@ XFF = b"x-forwarded-for"
 XFP = b"x-forwarded-proto"
 XFH = b"x-forwarded-host"
 FORWARDED = b"forwarded"
+REAL_IP = b"x-real-ip"
 HOST = b"host"
 CONTENT_LENGTH = b"content-length"
 EXPECT = b"expect"
@@ -137,10 +138,11 @@ class RequestHeaderPolicy:
             if k == XFH:
                 xfh = v
                 continue
-            if k == FORWARDED:
-                # RFC 7239 header from the client: trusted only like X-Forwarded-*.
+            if k in (FORWARDED, REAL_IP):
+                # Client-address claims (RFC 7239, nginx's X-Real-IP): believed, like
+                # X-Forwarded-*, only from a trusted proxy; an upstream may act on them.
                 if self._trusted and self._trusted.trusts(peer):
-                    out.append(("forwarded", v.decode("latin-1")))
+                    out.append((k.decode("latin-1"), v.decode("latin-1")))
                 continue
             out.append((k.decode("latin-1"), v.decode("latin-1")))
         if connection_named:

@@ -26,10 +26,18 @@ def test_drops_hop_by_hop_connection_named_and_owned() -> None:
 
 
 def test_untrusted_peer_cannot_set_forwarded_headers() -> None:
-    sent = build([(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-proto", b"https"), (b"forwarded", b"for=1.1.1.1")])
+    sent = build([(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-proto", b"https"), (b"forwarded", b"for=1.1.1.1"),
+                  (b"x-real-ip", b"1.1.1.1")])
     assert sent["x-forwarded-for"] == "10.1.2.3"
     assert sent["x-forwarded-proto"] == "http"
     assert "forwarded" not in sent
+    assert "x-real-ip" not in sent
+
+
+def test_trusted_peer_keeps_client_address_claims() -> None:
+    sent = build([(b"forwarded", b"for=1.1.1.1"), (b"x-real-ip", b"1.1.1.1")], trusted=("10.0.0.0/8",))
+    assert sent["forwarded"] == "for=1.1.1.1"
+    assert sent["x-real-ip"] == "1.1.1.1"
 
 
 def test_trusted_peer_extends_chain() -> None:
