@@ -36,6 +36,7 @@ X_CACHE_MISS = (b"x-cache", b"MISS")
 # Never stored: per-request identifiers, and what the cache itself adds on a hit.
 _NOT_STORED = frozenset({b"x-request-id", b"x-correlation-id", b"x-cache", b"age"})
 _AUTHORIZATION = b"authorization"
+_HOST_HEADERS = (b"host", b"x-forwarded-host")
 _RANGE = b"range"
 
 
@@ -100,17 +101,25 @@ class CachePlugin(Plugin[CacheConfig]):
             return None
         who = ""
         ident = ctx.identity
-        for k, _ in ctx.headers:
+        host = b""
+        for k, v in ctx.headers:
             # A ranged request wants part of a body; an Authorization header on a route
             # that established no identity may select a per-caller response.
             if k == _RANGE or (k == _AUTHORIZATION and ident is None and not self._shared):
                 self._bypass(ctx)
                 return None
+            if k in _HOST_HEADERS:
+                # The upstream sees the host (as X-Forwarded-Host) and may build redirects or
+                # absolute URLs from it: a response for one host must never serve another.
+                host += v + b"\x00"
         if ident is not None and not self._shared:
             who = digest(ident.subject)
         q = ctx.query
         path = ctx.path
-        primary = f"{self._prefix}{path}\x00{sorted_query(q).decode('latin-1') if q else ''}\x00{who}"
+        primary = (
+            f"{self._prefix}{path}\x00{sorted_query(q).decode('latin-1') if q else ''}\x00{who}"
+            f"\x00{host.decode('latin-1')}"
+        )
         hub = self.hub
         spec: tuple[str, ...] | None = None
         slot = hub.local.get(primary)

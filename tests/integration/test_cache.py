@@ -66,6 +66,16 @@ def test_miss_then_hit_across_workers(gw: Gateway, upstream: Upstream) -> None:
     assert seen(upstream, "/cache/basic") == 1
 
 
+def test_a_response_for_one_host_never_serves_another(gw: Gateway, upstream: Upstream) -> None:
+    # The upstream sees the client's Host as X-Forwarded-Host and may build redirects or
+    # absolute URLs from it, so the host is part of the key (cache poisoning otherwise).
+    url = f"{gw.url}/c/cache/by-host"
+    assert fresh_get(url, headers={"host": "evil.example"}).headers["x-cache"] == "MISS"
+    assert fresh_get(url, headers={"host": "shop.example"}).headers["x-cache"] == "MISS"
+    assert fresh_get(url, headers={"host": "shop.example"}).headers["x-cache"] == "HIT"
+    assert seen(upstream, "/cache/by-host") == 2
+
+
 def test_head_is_answered_from_the_get_entry(gw: Gateway, upstream: Upstream) -> None:
     get = fresh_get(f"{gw.url}/c/cache/head")
     with httpx.Client(timeout=10) as c:
