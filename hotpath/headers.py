@@ -92,9 +92,14 @@ class TrustedProxies:
 
 
 class RequestHeaderPolicy:
-    """Builds the upstream request's header list from the client's, in one pass."""
+    """Builds the upstream request's header list from the client's, in one pass.
 
-    __slots__ = ("_drop", "_trusted")
+    Values are decoded as UTF-8 because the client library re-encodes text as UTF-8: valid
+    UTF-8 (and ASCII) reaches the upstream byte for byte, and other bytes raise
+    ``UnicodeDecodeError``, which the proxy answers with 400.
+    """
+
+    __slots__ = ("_drop", "_trusted", "_underscored")
 
     def __init__(self, identity_headers: Iterable[str], trusted: TrustedProxies) -> None:
         owned = {h.lower().encode("latin-1") for h in identity_headers}
@@ -102,6 +107,9 @@ class RequestHeaderPolicy:
         # gets its own), Content-Length (the client library frames the body itself),
         # Expect (the gateway already answered any 100-continue), and the ids it re-sets.
         self._drop = frozenset(HOP_BY_HOP | owned | {HOST, CONTENT_LENGTH, EXPECT, REQUEST_ID, CORRELATION_ID})
+        # X_User_Id reaches a WSGI/CGI upstream as HTTP_X_USER_ID, the same as X-User-Id:
+        # an underscore spelling of a header the gateway owns or sets is dropped too.
+        self._underscored = frozenset(self._drop | {XFF, XFP, XFH, FORWARDED, REAL_IP})
         self._trusted = trusted
 
     def build(
@@ -142,9 +150,11 @@ class RequestHeaderPolicy:
                 # Client-address claims (RFC 7239, nginx's X-Real-IP): believed, like
                 # X-Forwarded-*, only from a trusted proxy; an upstream may act on them.
                 if self._trusted and self._trusted.trusts(peer):
-                    out.append((k.decode("latin-1"), v.decode("latin-1")))
+                    out.append((k.decode("latin-1"), v.decode("utf-8")))
                 continue
-            out.append((k.decode("latin-1"), v.decode("latin-1")))
+            if 95 in k and k.replace(b"_", b"-") in self._underscored:  # 95: "_"
+                continue
+            out.append((k.decode("latin-1"), v.decode("utf-8")))
         if connection_named:
             out = [(k, v) for k, v in out if k.encode("latin-1") not in connection_named]
         trusted = bool(self._trusted) and self._trusted.trusts(peer)
@@ -155,12 +165,12 @@ class RequestHeaderPolicy:
         out.append(("x-forwarded-proto", xfp.decode("latin-1") if trusted and xfp else scheme))
         fwd_host = xfh if trusted and xfh else host
         if fwd_host is not None:
-            out.append(("x-forwarded-host", fwd_host.decode("latin-1")))
+            out.append(("x-forwarded-host", fwd_host.decode("utf-8")))
         out.append(("x-request-id", request_id))
         if correlation_id is not None:
             out.append(("x-correlation-id", correlation_id))
         for k, v in extra:
-            out.append((k.decode("latin-1"), v.decode("latin-1")))
+            out.append((k.decode("latin-1"), v.decode("utf-8")))
         return out
 
 

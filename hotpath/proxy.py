@@ -151,14 +151,18 @@ class Proxy:
         if ctx.query:
             path = f"{path}?{ctx.query.decode('latin-1')}"
         scope = ctx.scope
-        base_headers = self._headers.build(
-            ctx.headers,
-            peer=scope["client"][0] if scope.get("client") else ctx.client_ip,
-            scheme=scope.get("scheme", "http"),
-            request_id=ctx.request_id,
-            correlation_id=ctx.correlation_id,
-            extra=ctx.upstream_headers,
-        )
+        try:
+            base_headers = self._headers.build(
+                ctx.headers,
+                peer=scope["client"][0] if scope.get("client") else ctx.client_ip,
+                scheme=scope.get("scheme", "http"),
+                request_id=ctx.request_id,
+                correlation_id=ctx.correlation_id,
+                extra=ctx.upstream_headers,
+            )
+        except UnicodeDecodeError:
+            # Forwarding would re-encode the bytes (see RequestHeaderPolicy): refuse instead.
+            raise errors.bad_request("request header values must be ASCII or UTF-8 text") from None
         deadline = ctx.started + route.timeout
         attempt = 0
         breaker = service.breaker
@@ -236,11 +240,18 @@ class Proxy:
                 await asyncio.sleep(delay)
 
     async def _relay(self, ctx: RequestContext, route: Route, resp: UpstreamResponse, send: Any) -> None:
-        out = response_headers(
-            resp.header_items(),
-            (b"x-request-id", ctx.request_id.encode("ascii")),
-            (b"x-correlation-id", ctx.correlation_id.encode("ascii")) if ctx.correlation_id else None,
-        )
+        try:
+            out = response_headers(
+                resp.header_items(),
+                (b"x-request-id", ctx.request_id.encode("ascii")),
+                (b"x-correlation-id", ctx.correlation_id.encode("ascii")) if ctx.correlation_id else None,
+            )
+        except (ValueError, UnicodeError):
+            # The client library exposes header values as text and refuses bytes it cannot
+            # decode; answer like any other malformed upstream response.
+            raise errors.GatewayError(
+                502, errors.ErrorCode.PROXY_ERROR, f"upstream service '{route.service.name}' sent an unreadable header"
+            ) from None
         if ctx.response_headers:
             out.extend(ctx.response_headers)
         head = ResponseHead(resp.status, out)

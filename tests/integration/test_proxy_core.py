@@ -320,6 +320,27 @@ def test_response_hop_by_hop_headers_are_removed(gw: Gateway) -> None:
     assert r.headers["x-request-id"] != "upstream-chosen"
 
 
+def test_unreadable_upstream_header_is_a_502_not_a_500(gw: Gateway) -> None:
+    assert_error(httpx.get(f"{gw.url}/api/raw-header"), 502, "PROXY_ERROR")
+    assert httpx.get(f"{gw.url}/api/echo").status_code == 200
+
+
+def test_utf8_request_header_reaches_upstream_unchanged(gw: Gateway) -> None:
+    r = httpx.get(f"{gw.url}/api/echo", headers={"x-name": "José 中".encode()})
+    # The upstream app decodes header bytes as latin-1 to report them.
+    assert _sent(r)["x-name"] == ["José 中".encode().decode("latin-1")]
+    assert_error(httpx.get(f"{gw.url}/api/echo", headers={"x-name": b"caf\xe9"}), 400, "BAD_REQUEST")
+
+
+def test_own_endpoints_match_whole_paths_only(upstream: Upstream, gateway_factory: GatewayFactory) -> None:
+    config = basic_config(upstream.url)
+    config["routes"] = [{"name": "all", "path": "/", "service": "backend"}]
+    gw_all = gateway_factory(config, workers=2)
+    assert httpx.get(f"{gw_all.url}/healthcare/x").json()["path"] == "/healthcare/x"
+    assert httpx.get(f"{gw_all.url}/metrics-v2").json()["path"] == "/metrics-v2"
+    assert httpx.get(f"{gw_all.url}/health/live").json()["status"] == "alive"
+
+
 def test_round_robin_across_instances(gateway_factory: GatewayFactory) -> None:
     a, b = Upstream(), Upstream()
     try:

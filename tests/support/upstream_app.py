@@ -9,6 +9,7 @@ Endpoints:
 - ``/status/<code>``: that status, with ``Retry-After`` if ``?retry_after=`` is given.
 - ``/slow?delay=s``: answers after ``delay`` seconds.
 - ``/hop``: a response carrying hop-by-hop headers (and one named in ``Connection``).
+- ``/raw-header``: a response with non-ASCII header bytes (UTF-8 and latin-1).
 - ``/hang``: never answers.
 - ``/cache/...``: 200 with ``Cache-Control`` from ``?cc=`` and ``Vary`` from ``?vary=``.
 - ``/slowcache/...?delay=s``: like ``/cache/`` (``?cc=``), answered after ``delay`` seconds.
@@ -90,6 +91,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return await _json(send, 200, {"hop": True}, [
             (b"connection", b"x-upstream-secret"), (b"x-upstream-secret", b"1"), (b"keep-alive", b"timeout=5"),
             (b"proxy-authenticate", b"Basic"), (b"x-kept", b"yes"), (b"x-request-id", b"upstream-chosen")])
+    if path == "/raw-header":
+        await _body(receive)
+        return await _json(send, 200, {"raw": True}, [(b"x-name", "José 中".encode()), (b"x-latin", b"caf\xe9")])
     if path == "/slow":
         await asyncio.sleep(float(q.get("delay", "1")))
         return await _json(send, 200, {"slow": True})

@@ -64,3 +64,22 @@ def test_safe_id() -> None:
     assert safe_id(b"a b") is None
     assert safe_id(b"x" * 129) is None
     assert safe_id(None) is None
+
+
+def test_underscore_spellings_of_owned_headers_are_dropped() -> None:
+    sent = build([(b"x_user_id", b"admin"), (b"x_forwarded_for", b"6.6.6.6"), (b"x_custom", b"kept")])
+    assert "x_user_id" not in sent
+    assert "x_forwarded_for" not in sent
+    assert sent["x_custom"] == "kept"
+    assert sent["x-user-id"] == "verified"
+
+
+def test_utf8_values_pass_unchanged_and_other_bytes_are_refused() -> None:
+    sent = build([(b"x-name", "José 中".encode())])
+    assert sent["x-name"].encode("utf-8") == "José 中".encode()
+    try:
+        build([(b"x-name", b"caf\xe9")])
+    except UnicodeDecodeError:
+        pass
+    else:
+        raise AssertionError("a latin-1 byte must not be silently re-encoded")
