@@ -23,7 +23,7 @@ from observability.gateway_telemetry import GatewayTelemetry
 from observability.tracing import TracingSettingsError
 
 CONFIG_ENV = "GATEHOUSE_CONFIG"
-_OWN_PREFIXES = (b"/health", b"/metrics")
+_OWN_PATHS = frozenset({b"/health", b"/health/live", b"/health/ready", b"/metrics"})
 
 log = logging.getLogger("gatehouse")
 
@@ -85,7 +85,8 @@ class GatewayApplication(Application):
         await self.runtime.stop()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and not scope["raw_path"].startswith(_OWN_PREFIXES):
+        # Exact paths only: /healthcare or /metrics-v2 belong to the routes, not to us.
+        if scope["type"] == "http" and scope["raw_path"] not in _OWN_PATHS:
             await self._handle(scope, receive, send)
             return
         await super().__call__(scope, receive, send)  # type: ignore[no-untyped-call]
