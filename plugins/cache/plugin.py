@@ -212,7 +212,7 @@ class CachePlugin(Plugin[CacheConfig]):
             self._release(miss, None)
             return None
         suffix, variant = variant_of(ctx, verdict.vary) if verdict.vary else ("", NO_VARY)
-        return _Capture(self, ctx, miss, head.status, headers, verdict.ttl, verdict.vary, suffix, variant)
+        return _Capture(self, ctx, miss, head, per_request, verdict.ttl, verdict.vary, suffix, variant)
 
     def on_log(self, ctx: RequestContext) -> None:
         # The request may have ended before a response (upstream error, client gone):
@@ -247,7 +247,7 @@ def _state(ctx: RequestContext) -> _Miss | None:
 class _Capture:
     """Buffers a storable body up to ``max_entry_bytes``; stores it if it completes."""
 
-    __slots__ = ("_ctx", "_headers", "_limit", "_miss", "_parts", "_plugin", "_size", "_status",
+    __slots__ = ("_ctx", "_head", "_limit", "_miss", "_parts", "_per_request", "_plugin", "_size",
                  "_suffix", "_ttl", "_variant", "_vary")
 
     def __init__(
@@ -255,8 +255,8 @@ class _Capture:
         plugin: CachePlugin,
         ctx: RequestContext,
         miss: _Miss,
-        status: int,
-        headers: tuple[Header, ...],
+        head: ResponseHead,
+        per_request: set[int],
         ttl: float,
         vary: tuple[str, ...],
         suffix: str,
@@ -265,8 +265,10 @@ class _Capture:
         self._plugin = plugin
         self._ctx = ctx
         self._miss = miss
-        self._status = status
-        self._headers = headers
+        # The head as later response hooks leave it (CORS strips the upstream's own
+        # Access-Control-* headers after this plugin has run), read when the body is done.
+        self._head = head
+        self._per_request = per_request
         self._ttl = ttl
         self._vary = vary
         self._suffix = suffix
@@ -274,6 +276,10 @@ class _Capture:
         self._limit = plugin.config.max_entry_bytes
         self._parts: list[bytes] | None = []
         self._size = 0
+
+    def _stored_headers(self) -> tuple[Header, ...]:
+        per_request = self._per_request
+        return tuple(h for h in self._head.headers if h[0] not in _NOT_STORED and id(h) not in per_request)
 
     def feed(self, chunk: bytes) -> None:
         parts = self._parts
@@ -295,8 +301,8 @@ class _Capture:
             return
         now = plugin.hub.clock.now()
         entry = Entry(
-            status=self._status,
-            headers=self._headers,
+            status=self._head.status,
+            headers=self._stored_headers(),
             body=parts[0] if len(parts) == 1 else b"".join(parts),
             # Stamped with the time the request began: an invalidation that happened while
             # this response was in flight must cover it.

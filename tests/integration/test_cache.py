@@ -31,6 +31,8 @@ def cache_config(upstream: Upstream, redis_url: str, **cache: Any) -> dict[str, 
              "plugins": {"cache": settings}},
             {"name": "other", "path": "/o", "service": "backend", "strip_prefix": True,
              "plugins": {"cache": settings}},
+            {"name": "cors-cached", "path": "/x", "service": "backend", "strip_prefix": True,
+             "plugins": {"cache": settings, "cors": {"origins": ["https://app.example"], "credentials": True}}},
         ],
     }
 
@@ -74,6 +76,18 @@ def test_a_response_for_one_host_never_serves_another(gw: Gateway, upstream: Ups
     assert fresh_get(url, headers={"host": "shop.example"}).headers["x-cache"] == "MISS"
     assert fresh_get(url, headers={"host": "shop.example"}).headers["x-cache"] == "HIT"
     assert seen(upstream, "/cache/by-host") == 2
+
+
+def test_cache_hits_follow_the_gateway_cors_policy_not_the_upstreams(gw: Gateway) -> None:
+    url = f"{gw.url}/x/cache/cors?acao=*"
+    for expected in ("MISS", "HIT"):
+        evil = fresh_get(url, headers={"origin": "https://evil.example"})
+        assert evil.headers["x-cache"] == expected
+        assert "access-control-allow-origin" not in evil.headers
+        assert "access-control-allow-credentials" not in evil.headers
+    good = fresh_get(url, headers={"origin": "https://app.example"})
+    assert good.headers["x-cache"] == "HIT"
+    assert good.headers.get_list("access-control-allow-origin") == ["https://app.example"]
 
 
 def test_head_is_answered_from_the_get_entry(gw: Gateway, upstream: Upstream) -> None:

@@ -158,6 +158,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             extra.append((b"cache-control", q["cc"].encode()))
         if "vary" in q:
             extra.append((b"vary", q["vary"].encode()))
+        if "acao" in q:  # the upstream's own CORS policy, which a gateway CORS plugin replaces
+            extra.append((b"access-control-allow-origin", q["acao"].encode()))
+            extra.append((b"access-control-allow-credentials", b"true"))
         hdrs = {k.decode(): v.decode("latin-1") for k, v in scope["headers"]}
         return await _json(send, int(q.get("status", "200")),
                            {"path": path, "n": _seen[path], "at": time.time(), "user": hdrs.get("x-user-id"),
