@@ -38,6 +38,7 @@ class RequestContext:
         "bytes_in",
         "bytes_out",
         "cache_status",
+        "client_gone",
         "client_ip",
         "correlation_id",
         "headers",
@@ -100,6 +101,8 @@ class RequestContext:
         self.rate_limit_outcome: str | None = None
         self.breaker_outcome: str | None = None
         self.cache_status: str | None = None
+        # Set when the client disconnected while the exchange was still running.
+        self.client_gone = False
         self.trace_id: str | None = None
         self.span: Any = None
         # Free-form per-request data for third-party plugins; allocated only when used.

@@ -7,6 +7,7 @@ Content-Type is invented), and the hot path skips building objects it would disc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from time import perf_counter
@@ -119,6 +120,15 @@ class Gateway:
                 self.telemetry.request_started(ctx)
             await self._send_error(ctx, exc, send)
         except ClientGone:
+            if not ctx.status:
+                ctx.status = CLIENT_CLOSED
+        except asyncio.CancelledError:
+            if not ctx.client_gone:
+                raise  # shutdown or the server's own cancellation: not ours to swallow
+            # The disconnect watcher (hotpath/proxy.py) stopped an exchange whose client left.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
             if not ctx.status:
                 ctx.status = CLIENT_CLOSED
         except ResponseAborted:

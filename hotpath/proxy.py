@@ -21,7 +21,7 @@ from hotpath import errors
 from hotpath.context import RequestContext
 from hotpath.headers import RequestHeaderPolicy, response_headers
 from hotpath.plugin import BodyTap, ResponseHead
-from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT, Outcome
+from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT, Outcome, RetryPolicy
 from hotpath.resilience.retry import parse_retry_after
 from hotpath.router import Route
 from hotpath.upstream.client import (
@@ -39,6 +39,9 @@ log = logging.getLogger("gatehouse.proxy")
 # request can be retried. Larger or chunked bodies stream.
 BUFFER_LIMIT = 64 * 1024
 RETRYABLE_STATUSES = frozenset({502, 503, 504, 429})
+# An exchange still running after this long gets a task that watches for the client's
+# disconnect; shorter ones never pay for it (arming and cancelling a timer costs ~1 µs).
+DISCONNECT_WATCH_AFTER = 0.05
 
 
 class BodyTooLarge(Exception):
@@ -137,15 +140,28 @@ class Proxy:
         return _stream_body(ctx, limit)
 
     async def forward(self, ctx: RequestContext, route: Route, send: Any) -> None:
-        service = route.service
-        method = ctx.method
-        try:
-            body = await self._request_body(ctx, route)
-        except ClientGone:
-            raise
-        retry = service.retry
+        body = await self._request_body(ctx, route)
+        retry = route.service.retry
         retry.on_request()
         replayable = body is None or isinstance(body, bytes)
+        if not replayable:
+            # A streamed body is read by the upload itself, which sees a disconnect.
+            await self._exchange(ctx, route, send, body, replayable, retry)
+            return
+        loop = asyncio.get_running_loop()
+        watcher = _DisconnectWatcher(ctx, asyncio.current_task())
+        timer = loop.call_later(DISCONNECT_WATCH_AFTER, watcher.arm)
+        try:
+            await self._exchange(ctx, route, send, body, replayable, retry)
+        finally:
+            timer.cancel()
+            watcher.disarm()
+
+    async def _exchange(
+        self, ctx: RequestContext, route: Route, send: Any, body: Body, replayable: bool, retry: RetryPolicy
+    ) -> None:
+        service = route.service
+        method = ctx.method
         may_retry = replayable and (method in retry.retryable_methods() or route.retry_non_idempotent)
         path = route.upstream_path(ctx.path)
         if ctx.query:
@@ -302,6 +318,40 @@ class Proxy:
             if taps:
                 for t in taps:
                     t.finish(complete)
+
+
+class _DisconnectWatcher:
+    """Cancels the request's task when the client disconnects mid-exchange.
+
+    Without it, an upstream call (or an SSE stream) outlives its client until the route
+    timeout: a cheap lever for anyone who opens and drops connections.
+    """
+
+    __slots__ = ("_ctx", "_target", "_task")
+
+    def __init__(self, ctx: RequestContext, target: asyncio.Task[Any] | None) -> None:
+        self._ctx = ctx
+        self._target = target
+        self._task: asyncio.Task[None] | None = None
+
+    def arm(self) -> None:
+        if self._target is not None:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def disarm(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _watch(self) -> None:
+        receive = self._ctx.receive
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                self._ctx.client_gone = True
+                if self._target is not None:
+                    self._target.cancel()
+                return
 
 
 async def _send(send: Any, message: dict[str, Any]) -> None:

@@ -179,6 +179,27 @@ def test_refused_upstream_is_502(gateway_factory: GatewayFactory) -> None:
     assert_error(httpx.get(f"{dead.url}/api/x"), 502, "PROXY_ERROR")
 
 
+def test_client_disconnect_stops_the_upstream_exchange(gw: Gateway) -> None:
+    # Without a disconnect watcher the exchange runs to the route timeout (5 s here) and
+    # is logged as 504; with it, it stops about when the client leaves and logs 499.
+    for path in ("/api/hang", "/api/sse?n=100&interval=0.1"):
+        marker = "gone-" + path.split("/")[-1][:3]
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-ID: {marker}\r\n\r\n".encode())
+            time.sleep(0.5)
+        deadline = time.monotonic() + 4
+        line: dict[str, object] | None = None
+        while time.monotonic() < deadline and line is None:
+            for raw in gw.output().splitlines():
+                if f'"request_id":"{marker}"' in raw:
+                    line = orjson.loads(raw)
+            time.sleep(0.1)
+        assert line is not None, f"no access-log line for {path} within 4 s"
+        assert float(line["duration_ms"]) < 3000, line  # type: ignore[arg-type]
+        if path == "/api/hang":
+            assert line["status"] == 499, line
+
+
 def test_unknown_route_is_404(gw: Gateway) -> None:
     assert_error(httpx.get(f"{gw.url}/nowhere"), 404, "NOT_FOUND")
 
