@@ -39,7 +39,7 @@ log = logging.getLogger("gatehouse.proxy")
 # request can be retried. Larger or chunked bodies stream.
 BUFFER_LIMIT = 64 * 1024
 RETRYABLE_STATUSES = frozenset({502, 503, 504, 429})
-# An exchange still running after this long gets a task that watches for the client's
+# An exchange still running after about this long gets a task that watches for the client's
 # disconnect; shorter ones never pay for it (arming and cancelling a timer costs ~1 µs).
 DISCONNECT_WATCH_AFTER = 0.05
 
@@ -116,11 +116,12 @@ def _retry_after(head: UpstreamResponse) -> float | None:
 
 
 class Proxy:
-    __slots__ = ("_headers", "_telemetry")
+    __slots__ = ("_headers", "_telemetry", "_watch")
 
     def __init__(self, header_policy: RequestHeaderPolicy, telemetry: Telemetry) -> None:
         self._headers = header_policy
         self._telemetry = telemetry
+        self._watch = DisconnectWatch()
 
     async def _request_body(self, ctx: RequestContext, route: Route) -> Body:
         length, has_body = _content_length(ctx)
@@ -148,14 +149,12 @@ class Proxy:
             # A streamed body is read by the upload itself, which sees a disconnect.
             await self._exchange(ctx, route, send, body, replayable, retry)
             return
-        loop = asyncio.get_running_loop()
-        watcher = _DisconnectWatcher(ctx, asyncio.current_task())
-        timer = loop.call_later(DISCONNECT_WATCH_AFTER, watcher.arm)
+        watch = self._watch
+        watch.enter(ctx)
         try:
             await self._exchange(ctx, route, send, body, replayable, retry)
         finally:
-            timer.cancel()
-            watcher.disarm()
+            watch.leave(ctx)
 
     async def _exchange(
         self, ctx: RequestContext, route: Route, send: Any, body: Body, replayable: bool, retry: RetryPolicy
@@ -320,37 +319,58 @@ class Proxy:
                     t.finish(complete)
 
 
-class _DisconnectWatcher:
-    """Cancels the request's task when the client disconnects mid-exchange.
+class DisconnectWatch:
+    """Cancels an exchange whose client has disconnected (one per worker).
 
     Without it, an upstream call (or an SSE stream) outlives its client until the route
-    timeout: a cheap lever for anyone who opens and drops connections.
+    timeout: a cheap lever for anyone who opens and drops connections. Exchanges register
+    on entry (a dict insert); one timer every ``DISCONNECT_WATCH_AFTER`` seconds starts a
+    task that awaits ``http.disconnect`` only for those still running by then, so the
+    common short request never pays for a task or a timer of its own.
     """
 
-    __slots__ = ("_ctx", "_target", "_task")
+    __slots__ = ("_pending", "_timer", "_watchers")
 
-    def __init__(self, ctx: RequestContext, target: asyncio.Task[Any] | None) -> None:
-        self._ctx = ctx
-        self._target = target
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self) -> None:
+        self._pending: dict[RequestContext, asyncio.Task[Any]] = {}
+        self._watchers: dict[RequestContext, asyncio.Task[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
 
-    def arm(self) -> None:
-        if self._target is not None:
-            self._task = asyncio.get_running_loop().create_task(self._watch())
+    def enter(self, ctx: RequestContext) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            return
+        self._pending[ctx] = task
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER, self._sweep)
 
-    def disarm(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+    def leave(self, ctx: RequestContext) -> None:
+        if self._pending.pop(ctx, None) is None:
+            watcher = self._watchers.pop(ctx, None)
+            if watcher is not None:
+                watcher.cancel()
 
-    async def _watch(self) -> None:
-        receive = self._ctx.receive
+    def _sweep(self) -> None:
+        self._timer = None
+        if not self._pending:
+            return
+        loop = asyncio.get_running_loop()
+        cutoff = perf_counter() - DISCONNECT_WATCH_AFTER
+        for ctx, task in list(self._pending.items()):
+            if ctx.started <= cutoff:
+                del self._pending[ctx]
+                self._watchers[ctx] = loop.create_task(self._watch(ctx, task))
+        if self._pending:
+            self._timer = loop.call_later(DISCONNECT_WATCH_AFTER, self._sweep)
+
+    async def _watch(self, ctx: RequestContext, target: asyncio.Task[Any]) -> None:
+        receive = ctx.receive
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
-                self._ctx.client_gone = True
-                if self._target is not None:
-                    self._target.cancel()
+                ctx.client_gone = True
+                self._watchers.pop(ctx, None)
+                target.cancel()
                 return
 
 
