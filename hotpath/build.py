@@ -17,6 +17,7 @@ from hotpath.gateway import Gateway
 from hotpath.headers import RequestHeaderPolicy, TrustedProxies
 from hotpath.plugin import Chain, Plugin, PluginSetup, RouteInfo
 from hotpath.proxy import Proxy
+from hotpath.resilience.wiring import attach_resilience
 from hotpath.router import Route, RouteTable
 from hotpath.runtime import WorkerRuntime
 from hotpath.upstream.client import UpstreamClient
@@ -24,12 +25,6 @@ from hotpath.upstream.reqwest_client import ReqwestUpstreamClient
 from hotpath.upstream.service import Service
 
 ClientFactory = Callable[[ServiceConfig], UpstreamClient]
-ServiceDecorator = Callable[[Service, WorkerRuntime], None]
-
-# Hooks that attach resilience (breakers, retries) to services; registered by
-# hotpath.resilience when it is configured. Kept as a list so the builder has no import
-# cycle with the modules that extend it.
-SERVICE_DECORATORS: list[ServiceDecorator] = []
 
 
 def default_client(config: ServiceConfig) -> UpstreamClient:
@@ -42,8 +37,7 @@ def build_services(
     services: dict[str, Service] = {}
     for name, cfg in loaded.services.items():
         svc = Service(name, cfg, client_factory(cfg))
-        for decorate in SERVICE_DECORATORS:
-            decorate(svc, runtime)
+        attach_resilience(svc, runtime)
         services[name] = svc
 
     async def start_clients() -> None:
@@ -112,6 +106,3 @@ def build_gateway(
     )
     return gateway, services
 
-
-# Registers the breaker and retry decorator; imported last because it extends this module.
-import hotpath.resilience.wiring  # noqa: E402, F401

@@ -77,13 +77,7 @@ def _typed_field(struct: type[msgspec.Struct], name: str, where: str) -> str | N
 def _breaker_landed() -> str | None:
     from hotpath.config.schema import ServiceConfig
 
-    reason = _typed_field(ServiceConfig, "breaker", "services.<name>.breaker")
-    if reason:
-        return reason
-    import hotpath.app  # noqa: F401 - importing the app registers the service decorators
-    from hotpath.build import SERVICE_DECORATORS
-
-    return None if SERVICE_DECORATORS else "no breaker is attached to services (hotpath.build.SERVICE_DECORATORS empty)"
+    return _typed_field(ServiceConfig, "breaker", "services.<name>.breaker")
 
 
 def _observability_landed() -> str | None:

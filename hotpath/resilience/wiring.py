@@ -1,13 +1,12 @@
 """Attaches breakers and retry policies to services when a worker builds its gateway.
 
-Registered in ``hotpath.build.SERVICE_DECORATORS`` on import. With the Redis backend,
+Called by ``hotpath.build`` for every service. With the Redis backend,
 breakers are ``SharedBreaker`` mirrors fed by one ``BreakerHub`` per worker (started and
 stopped with the worker's lifespan); with the in-process backend they are ``LocalBreaker``.
 """
 
 from __future__ import annotations
 
-from hotpath.build import SERVICE_DECORATORS
 from hotpath.resilience.hub import BreakerHub
 from hotpath.resilience.local import LocalBreaker
 from hotpath.resilience.policy import BreakerPolicy
@@ -38,7 +37,7 @@ def _hub(runtime: WorkerRuntime) -> BreakerHub:
     return hub
 
 
-def decorate(service: Service, runtime: WorkerRuntime) -> None:
+def attach_resilience(service: Service, runtime: WorkerRuntime) -> None:
     cfg = service.config
     if cfg.retry is not None:
         service.retry = ServiceRetry(service.name, cfg.retry)
@@ -54,6 +53,3 @@ def decorate(service: Service, runtime: WorkerRuntime) -> None:
         service.breaker = local
         breaker_registry(runtime).add(local)
 
-
-if decorate not in SERVICE_DECORATORS:
-    SERVICE_DECORATORS.append(decorate)
