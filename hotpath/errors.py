@@ -145,7 +145,3 @@ def upstream_timeout(service: str) -> GatewayError:
 
 def upstream_unreachable(service: str) -> GatewayError:
     return GatewayError(502, ErrorCode.PROXY_ERROR, f"upstream service '{service}' refused or reset the connection")
-
-
-def service_unavailable(message: str, retry_after: int | None = None) -> GatewayError:
-    return GatewayError(503, ErrorCode.SERVICE_UNAVAILABLE, message, retry_after=retry_after)

@@ -15,7 +15,7 @@ from typing import Any
 
 from hotpath import errors
 from hotpath.context import Header, RequestContext
-from hotpath.errors import JSON_CONTENT_TYPE, CannedError, ErrorCode, GatewayError
+from hotpath.errors import JSON_CONTENT_TYPE, ErrorCode, GatewayError
 from hotpath.headers import TrustedProxies, new_request_id, safe_id
 from hotpath.paths import UnsafePath, normalize
 from hotpath.plugin import LocalResponse
@@ -206,5 +206,3 @@ async def _safe_send(send: Any, message: dict[str, Any]) -> None:
     with contextlib.suppress(OSError, RuntimeError):  # the client is gone; nothing else to do
         await send(message)
 
-
-__all__ = ["CLIENT_CLOSED", "CannedError", "Gateway"]

@@ -21,7 +21,6 @@ class Route:
     """One compiled route: where it matches, where it forwards, and its plugin chain."""
 
     __slots__ = (
-        "allow_header",
         "chain",
         "match",
         "max_body_bytes",
@@ -56,7 +55,6 @@ class Route:
         self.path = path
         self.match = match
         self.methods = methods  # empty: every method
-        self.allow_header = ", ".join(sorted(methods)).encode()
         self.service = service
         self.strip_len = len(path.rstrip("/")) if strip_prefix else 0
         self.upstream_prefix = upstream_prefix.rstrip("/")
@@ -78,8 +76,6 @@ class Route:
             return self.upstream_prefix + path
         return path or "/"
 
-    def allows(self, method: str) -> bool:
-        return not self.methods or method in self.methods
 
 
 class RouteTable:

@@ -9,6 +9,7 @@ entered in the ASGI lifespan task (``start``) and left there (``close``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -84,7 +85,7 @@ class KeySpace:
 
 
 class SharedState:
-    __slots__ = ("_exit", "config", "keys", "kind", "last_error", "last_ok", "redis")
+    __slots__ = ("_exit", "config", "keys", "kind", "redis")
 
     def __init__(self, kind: Literal["redis", "memory"], config: RedisConfig) -> None:
         self.kind = kind
@@ -94,8 +95,6 @@ class SharedState:
         # while the configuration is compiled.
         self.redis: Any = make_client(config) if kind == "redis" else None
         self._exit: contextlib.AsyncExitStack | None = None
-        self.last_ok: float | None = None
-        self.last_error: str | None = None
 
     async def start(self) -> None:
         if self.redis is None:
@@ -116,27 +115,16 @@ class SharedState:
             with contextlib.suppress(Exception):
                 await stack.aclose()
 
-    def mark_ok(self) -> None:
-        self.last_ok = time.monotonic()
-        self.last_error = None
-
-    def mark_error(self, error: BaseException) -> None:
-        self.last_error = f"{type(error).__name__}: {error}"[:300]
-
     async def ping(self, timeout: float) -> tuple[bool, float | None, str | None]:
         """(up, latency ms, error) for health checks; never raises."""
         if self.redis is None:
             return True, None, None
-        import asyncio
-
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
                 await self.redis.ping()
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:  # ExceptionGroup from coredis included
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            self.mark_error(exc)
-            return False, None, self.last_error
-        self.mark_ok()
+            return False, None, f"{type(exc).__name__}: {exc}"[:300]
         return True, (time.perf_counter() - started) * 1000.0, None
