@@ -10,13 +10,18 @@ from typing import Any
 import orjson
 
 
+async def lifespan(receive: Any, send: Any) -> None:
+    """Acknowledge startup and shutdown; an upstream with nothing to set up."""
+    while True:
+        msg = await receive()
+        await send({"type": msg["type"] + ".complete"})
+        if msg["type"] == "lifespan.shutdown":
+            return
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
+        return await lifespan(receive, send)
     path: str = scope["path"]
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
     if path == "/events":

@@ -30,6 +30,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from hotpath.demo_upstream import lifespan
+
 _state: dict[str, Any] = {"mode": "ok", "status": 500, "delay": 1.0}
 _seen: Counter[str] = Counter()
 
@@ -56,11 +58,7 @@ async def _json(send: Any, status: int, payload: Any, headers: list[tuple[bytes,
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
+        return await lifespan(receive, send)
     path: str = scope["path"]
     raw_path: bytes = scope.get("raw_path") or path.encode()
     q = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
