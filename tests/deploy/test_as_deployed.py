@@ -79,8 +79,15 @@ def test_metrics_are_served_where_the_service_monitor_scrapes(pod: DeployedPod) 
     monitor = pod.manifests.one("ServiceMonitor")
     path = monitor["spec"]["endpoints"][0]["path"]
     httpx.get(f"{pod.url}/api/catalog/metrics-probe", timeout=5)
-    body = httpx.get(f"{pod.url}{path}", timeout=5)
-    assert body.status_code == 200
+    # Request counts are published by each worker every observability.metrics.publish_interval
+    # (0.5 s), so a scrape answered by the other worker may lag by that much.
+    deadline = time.monotonic() + 5
+    while True:
+        body = httpx.get(f"{pod.url}{path}", timeout=5)
+        assert body.status_code == 200
+        if "gatehouse_requests_total" in body.text or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert "gatehouse_requests_total" in body.text
     assert list(pod.metrics_dir.glob("*.db")), "multiprocess metrics belong in the emptyDir"
 
