@@ -80,6 +80,20 @@ def _tokens(secret: str, users: int) -> list[str]:
     ]
 
 
+def _require_redis_decisions(res: Result) -> None:
+    """A limiter that fell back to its in-process copy (Redis unreachable, a broken link)
+    answers just as fast and with the same headers, so the probes cannot tell: Redis's own
+    counters can. Every decision runs at least one command per limit inside the script."""
+    runs = [("max load", res.redis_at_max)]
+    runs += [(f"{e['offered_rps']:g}/s", e.get("redis")) for e in res.fixed_rates]
+    for label, cost in runs:
+        if cost is not None and cost["commands_per_request"] < 1:
+            raise Unavailable(
+                f"rate limiter not deciding in Redis at {label}: {cost['commands_per_request']:g} Redis commands "
+                "per request (decisions fell back to the in-process limiter)"
+            )
+
+
 def _busy_fraction(seconds: float = 1.0) -> float:
     """Share of the machine's CPU in use (by anything) over ``seconds``."""
 
@@ -193,6 +207,8 @@ class Harness:
         exports_before = self.upstream.otlp_exports()
         self._measure(res, gateway.url + scenarios.PATH, headers, rotate=rotate,
                       cpu_pids=load.process_tree(gateway.proc.pid), redis=sc.features.needs_redis())
+        if sc.features.rate_limit:
+            _require_redis_decisions(res)
         if sc.features.tracing is not None:
             time.sleep(2.5)  # one export interval, so the last batch is counted
             exported = self.upstream.otlp_exports() - exports_before
