@@ -19,6 +19,7 @@ from hotpath.ratelimit.limits import CompiledLimit, Decision
 from hotpath.ratelimit.memory import Clock, MemoryBackend, system_clock
 from hotpath.ratelimit.policy import CompiledPolicy, TierPlan, compile_policies
 from hotpath.ratelimit.redis_backend import RedisBatcher
+from hotpath.state.resp import RespLink
 from hotpath.state.shared import is_cluster
 from observability.metrics import RATE_LIMIT_DECISIONS
 
@@ -54,6 +55,7 @@ class Limiter:
         key_base: str,
         workers: int,
         redis: Any = None,
+        link: RespLink | None = None,
         cluster: bool = False,
         timeout: float = 0.1,
         clock: Clock = system_clock,
@@ -78,6 +80,7 @@ class Limiter:
                 max_in_flight=batch.max_in_flight,
                 retry_interval=batch.retry_interval,
                 linger=batch.linger,
+                link=link,
             )
         else:
             self.memory = MemoryBackend(clock, max_keys)
@@ -94,6 +97,7 @@ class Limiter:
                 key_base=state.keys.feature("rl"),
                 workers=runtime.loaded.gateway.server.workers,
                 redis=state.redis,
+                link=state.link,
                 cluster=state.kind == "redis" and is_cluster(state.config),
                 timeout=state.config.command_timeout,
             )

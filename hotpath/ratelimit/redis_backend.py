@@ -14,6 +14,12 @@ less time, never more. When a call fails (timeout, connection refused, cluster d
 backend resolves every waiting decision as unavailable and skips Redis for
 ``retry_interval``, so no request pays a timeout while Redis is known to be down.
 
+Transport: on standalone Redis the calls go over a ``RespLink`` (``hotpath/state/resp.py``),
+a lean pipelined connection that writes the command as bytes assembled from pieces encoded
+once (each distinct argument tuple is encoded the first time it is seen): coredis's own
+per-command cost was most of the limiter's CPU. On a Cluster, coredis routes each slot's
+call and follows redirects.
+
 Unavailable decisions resolve to ``None``; the caller applies its policy's failure mode.
 NOSCRIPT (Redis restarted, ``SCRIPT FLUSH``) is answered by loading the script and
 repeating the call once, within the same deadline; the failed call executed nothing.
@@ -33,6 +39,7 @@ from coredis.exceptions import NoScriptError, RedisClusterError
 
 from hotpath.ratelimit.limits import Decision
 from hotpath.ratelimit.scripts import DECIDE, LuaScript
+from hotpath.state.resp import ReplyError, RespLink, bulk
 from observability.metrics import REDIS_BATCH_SIZE, REDIS_ERRORS, REDIS_LATENCY
 
 log = logging.getLogger("gatehouse.ratelimit")
@@ -67,6 +74,7 @@ def _is_outage(exc: BaseException) -> bool:
     """Errors that say Redis is unreachable or too slow, as opposed to a bad command."""
     if isinstance(exc, BaseExceptionGroup):
         return any(_is_outage(e) for e in exc.exceptions)
+    # The lean link's LinkDown is a ConnectionError, hence an OSError.
     return isinstance(exc, (TimeoutError, OSError, RedisConnectionError, RedisClusterError))
 
 
@@ -82,8 +90,10 @@ class RedisBatcher:
         retry_interval: float = 0.5,
         linger: float = 0.0,
         script: LuaScript = DECIDE,
+        link: RespLink | None = None,
     ) -> None:
         self.client = client
+        self.link = link
         self.cluster = cluster
         self.timeout = timeout
         self.max_batch = max_batch
@@ -92,6 +102,10 @@ class RedisBatcher:
         self.linger = linger
         self.script = script
         self._pending: list[_Pending] = []
+        # Wire form of each distinct argument tuple (a route's cost and tier plan): a
+        # handful per configuration, encoded on first use.
+        self._wire_args: dict[tuple[int, ...], bytes] = {}
+        self._wire_head = bulk(b"EVALSHA") + bulk(script.sha.encode())
         self._in_flight = 0
         self._scheduled = False
         self._down_until = 0.0
@@ -188,7 +202,10 @@ class RedisBatcher:
                 if self.cluster:
                     failed = await self._execute_cluster(batch)
                 else:
-                    reply = await self._call([k for p in batch for k in p.keys], _argv(batch))
+                    if self.link is not None:
+                        reply = await self._call_link(self.link, batch)
+                    else:
+                        reply = await self._call([k for p in batch for k in p.keys], _argv(batch))
                     self._resolve(batch, reply)
                     failed = None
         except asyncio.CancelledError:
@@ -224,6 +241,39 @@ class RedisBatcher:
             else:
                 self._resolve(part, reply)
         return (error, failed) if error is not None else None
+
+    async def _call_link(self, link: RespLink, batch: list[_Pending]) -> Any:
+        payload = self._wire(batch)
+        try:
+            return await link.call(payload)
+        except ReplyError as exc:
+            if exc.code != "NOSCRIPT":
+                raise
+            self.script_loads += 1
+            log.info("rate limit script missing in Redis (restart or SCRIPT FLUSH); loading it again")
+            await self.client.script_load(self.script.source)
+            return await link.call(payload)
+
+    def _wire(self, batch: list[_Pending]) -> bytes:
+        """``EVALSHA sha numkeys key... n args...`` as one RESP command."""
+        wire_args = self._wire_args
+        keys: list[bytes] = []
+        args: list[bytes] = []
+        n_args = 1
+        for p in batch:
+            for k in p.keys:
+                raw = k.encode()
+                keys.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+            encoded = wire_args.get(p.args)
+            if encoded is None:
+                encoded = wire_args[p.args] = b"".join(bulk(b"%d" % a) for a in p.args)
+            args.append(encoded)
+            n_args += len(p.args)
+        n_keys = len(keys)
+        return b"".join((
+            b"*%d\r\n" % (3 + n_keys + n_args), self._wire_head, bulk(b"%d" % n_keys), *keys,
+            bulk(b"%d" % len(batch)), *args,
+        ))
 
     async def _call(self, keys: list[str], argv: list[int]) -> Any:
         try:

@@ -18,8 +18,10 @@ from typing import Any, Literal
 import coredis
 
 from hotpath.config.schema import RedisConfig
+from hotpath.state.resp import RespLink
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+PING = b"*1\r\n$4\r\nPING\r\n"
 
 
 def is_cluster(config: RedisConfig) -> bool:
@@ -84,8 +86,17 @@ class KeySpace:
         return f"{self.base}:{name}"
 
 
+def make_link(config: RedisConfig) -> RespLink | None:
+    """The lean link for hot-path script calls, on standalone TCP/TLS Redis; None elsewhere
+    (Cluster needs coredis's routing, a Unix socket URL stays on coredis)."""
+    assert config.url is not None
+    if is_cluster(config) or not config.url.startswith(("redis://", "rediss://")):
+        return None
+    return RespLink.from_url(config.url, connect_timeout=config.connect_timeout)
+
+
 class SharedState:
-    __slots__ = ("_exit", "config", "keys", "kind", "redis")
+    __slots__ = ("_exit", "config", "keys", "kind", "link", "redis")
 
     def __init__(self, kind: Literal["redis", "memory"], config: RedisConfig) -> None:
         self.kind = kind
@@ -94,6 +105,7 @@ class SharedState:
         # Created here (no I/O happens until start()) so features can register scripts
         # while the configuration is compiled.
         self.redis: Any = make_client(config) if kind == "redis" else None
+        self.link: RespLink | None = make_link(config) if kind == "redis" else None
         self._exit: contextlib.AsyncExitStack | None = None
 
     async def start(self) -> None:
@@ -108,8 +120,14 @@ class SharedState:
         up, _, error = await self.ping(self.config.connect_timeout + self.config.command_timeout)
         if not up:
             logging.getLogger("gatehouse").warning("redis unavailable at worker start: %s", error)
+        elif self.link is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.config.connect_timeout + self.config.command_timeout):
+                    await self.link.call(PING)
 
     async def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
         if self._exit is not None:
             stack, self._exit = self._exit, None
             with contextlib.suppress(Exception):

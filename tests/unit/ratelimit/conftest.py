@@ -18,6 +18,7 @@ import pytest
 from hotpath.ratelimit.limits import CompiledLimit, Decision
 from hotpath.ratelimit.memory import MemoryBackend
 from hotpath.ratelimit.redis_backend import RedisBatcher
+from hotpath.state.resp import RespLink
 from tests.support.processes import RedisServer
 
 START_US = 1_700_000_000_000_000
@@ -79,9 +80,9 @@ class RedisHarness(Harness):
     name = "redis"
     exact_time = False
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, link: RespLink | None = None) -> None:
         self.client = client
-        self.batcher = RedisBatcher(client, cluster=False, timeout=2.0)
+        self.batcher = RedisBatcher(client, cluster=False, timeout=2.0, link=link)
 
     @staticmethod
     def _args(limits: tuple[CompiledLimit, ...], cost: int) -> tuple[int, ...]:
@@ -143,7 +144,9 @@ async def entered(client: Any) -> AsyncIterator[Any]:
             await task
 
 
-@pytest.fixture(params=["memory", "redis"])
+# "redis" sends script calls through coredis (as on a Cluster), "redis-link" through the
+# lean link standalone Redis uses.
+@pytest.fixture(params=["memory", "redis", "redis-link"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     if request.param == "memory":
         yield MemoryHarness()
@@ -152,6 +155,9 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     client = coredis.Redis.from_url(server.url, connect_timeout=1.0, stream_timeout=2.0)
     async with entered(client):
         await client.flushall()
-        h = RedisHarness(client)
+        link = RespLink.from_url(server.url, connect_timeout=1.0) if request.param == "redis-link" else None
+        h = RedisHarness(client, link)
         yield h
         await h.batcher.close()
+        if link is not None:
+            link.close()

@@ -14,6 +14,7 @@ import pytest
 from hotpath.ratelimit.config import SlidingWindow
 from hotpath.ratelimit.limits import compile_limit
 from hotpath.ratelimit.redis_backend import RedisBatcher, hash_slot
+from hotpath.state.resp import RespLink
 from tests.support.processes import RedisServer
 from tests.unit.ratelimit.conftest import entered
 
@@ -25,10 +26,28 @@ def key(i: int) -> list[str]:
     return [f"t:v1:rl:{{b:{i}}}:{LIMIT.suffix}"]
 
 
-async def test_one_tick_of_decisions_is_one_script_call(redis_server: RedisServer) -> None:
+@pytest.fixture(params=["coredis", "link"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every batcher behaviour holds over both transports: coredis and the lean link."""
+    return str(request.param)
+
+
+def batcher(client: coredis.Redis[bytes], url: str, transport: str, **options: float) -> RedisBatcher:
+    link = RespLink.from_url(url, connect_timeout=0.5) if transport == "link" else None
+    kw: dict[str, float] = {"timeout": 2.0, **options}
+    return RedisBatcher(client, cluster=False, link=link, **kw)  # type: ignore[arg-type]
+
+
+async def close(b: RedisBatcher) -> None:
+    await b.close()
+    if b.link is not None:  # owned by SharedState in the gateway
+        b.link.close()
+
+
+async def test_one_tick_of_decisions_is_one_script_call(redis_server: RedisServer, transport: str) -> None:
     client = coredis.Redis.from_url(redis_server.url, connect_timeout=1, stream_timeout=2)
     async with entered(client):
-        b = RedisBatcher(client, cluster=False, timeout=2.0)
+        b = batcher(client, redis_server.url, transport)
         futs = [b.submit(key(i), ARGS) for i in range(100)]
         results = await asyncio.gather(*(f for f in futs if f is not None))
         assert all(r is not None and r.allowed for r in results)
@@ -40,14 +59,14 @@ async def test_one_tick_of_decisions_is_one_script_call(redis_server: RedisServe
             futs += [b.submit(key(i), ARGS) for i in range(100)]
             await asyncio.gather(*(f for f in futs if f is not None))
         assert b.decisions == 700 and b.calls <= 7
-        await b.close()
+        await close(b)
 
 
-async def test_linger_coalesces_decisions_spread_over_several_ticks(redis_server: RedisServer) -> None:
+async def test_linger_coalesces_decisions_spread_over_several_ticks(redis_server: RedisServer, transport: str) -> None:
     client = coredis.Redis.from_url(redis_server.url, connect_timeout=1, stream_timeout=2)
     async with entered(client):
-        eager = RedisBatcher(client, cluster=False, timeout=2.0)
-        lingering = RedisBatcher(client, cluster=False, timeout=2.0, linger=0.05)
+        eager = batcher(client, redis_server.url, transport)
+        lingering = batcher(client, redis_server.url, transport, linger=0.05)
         for b in (eager, lingering):
             futs = []
             for i in range(5):  # one decision per tick, as requests arrive at moderate load
@@ -57,33 +76,33 @@ async def test_linger_coalesces_decisions_spread_over_several_ticks(redis_server
         assert eager.calls >= 2  # without linger the first lone decision goes out on its own
         assert (lingering.calls, lingering.decisions) == (1, 5)
         # A full batch does not wait for the linger to run out.
-        full = RedisBatcher(client, cluster=False, timeout=2.0, linger=5.0, max_batch=4)
+        full = batcher(client, redis_server.url, transport, linger=5.0, max_batch=4)
         started = time.monotonic()
         futs = [full.submit(key(i), ARGS) for i in range(4)]
         await asyncio.gather(*(f for f in futs if f is not None))
         assert time.monotonic() - started < 2.0
         for b in (eager, lingering, full):
-            await b.close()
+            await close(b)
 
 
-async def test_noscript_is_recovered_transparently(redis_server: RedisServer) -> None:
+async def test_noscript_is_recovered_transparently(redis_server: RedisServer, transport: str) -> None:
     client = coredis.Redis.from_url(redis_server.url, connect_timeout=1, stream_timeout=2)
     async with entered(client):
-        b = RedisBatcher(client, cluster=False, timeout=2.0)
+        b = batcher(client, redis_server.url, transport)
         await b.start()
         redis_server.cli("script", "flush")
         fut = b.submit(key(1), ARGS)
         assert fut is not None and (await fut) is not None
         assert b.script_loads == 1
-        await b.close()
+        await close(b)
 
 
-async def test_slow_redis_never_holds_a_decision_past_the_timeout() -> None:
+async def test_slow_redis_never_holds_a_decision_past_the_timeout(transport: str) -> None:
     server = RedisServer()
     try:
         client = coredis.Redis.from_url(server.url, connect_timeout=1, stream_timeout=5)
         async with entered(client):
-            b = RedisBatcher(client, cluster=False, timeout=0.3, retry_interval=1.0)
+            b = batcher(client, server.url, transport, timeout=0.3, retry_interval=1.0)
             await b.start()
             # Redis stops answering (a stalled host, a long fork): SIGSTOP, not a refusal.
             assert server.proc is not None
@@ -99,7 +118,7 @@ async def test_slow_redis_never_holds_a_decision_past_the_timeout() -> None:
             # Known down: decisions skip Redis at once instead of waiting again.
             assert b.submit(key(1), ARGS) is None and not b.available
             os.kill(server.proc.pid, signal.SIGCONT)
-            await b.close()
+            await close(b)
     finally:
         server.stop()
 
@@ -108,12 +127,12 @@ async def test_slow_redis_never_holds_a_decision_past_the_timeout() -> None:
 # (reported when they are garbage collected); collect them here, inside this test.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-async def test_killed_redis_fails_fast_then_recovers() -> None:
+async def test_killed_redis_fails_fast_then_recovers(transport: str) -> None:
     server = RedisServer()
     try:
         client = coredis.Redis.from_url(server.url, connect_timeout=0.5, stream_timeout=0.5)
         async with entered(client):
-            b = RedisBatcher(client, cluster=False, timeout=0.3, retry_interval=0.2)
+            b = batcher(client, server.url, transport, timeout=0.3, retry_interval=0.2)
             fut = b.submit(key(1), ARGS)
             assert fut is not None and await fut is not None
             server.kill()
@@ -131,7 +150,7 @@ async def test_killed_redis_fails_fast_then_recovers() -> None:
                     break
                 await asyncio.sleep(0.2)
             assert ok is not None and ok.allowed
-            await b.close()
+            await close(b)
     finally:
         server.stop()
     del client, b

@@ -1,0 +1,132 @@
+"""The lean RESP link against real redis-servers: pipelining, errors, auth, loss, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from hotpath.state.resp import LinkDown, ReplyError, RespLink, command
+from tests.support.processes import RedisServer, free_port
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    s = RedisServer(extra_args=("--enable-debug-command", "yes"))
+    yield s
+    s.stop()
+
+
+async def test_pipelined_replies_reach_their_own_callers(server: RedisServer) -> None:
+    link = RespLink.from_url(server.url, connect_timeout=1.0)
+    try:
+        await link.call(command(b"DEL", b"resp:n"))
+        replies = await asyncio.gather(*(link.call(command(b"INCR", b"resp:n")) for _ in range(200)))
+        assert replies == list(range(1, 201))  # written in order, answered in order
+        assert await link.call(command(b"ECHO", "José")) == "José".encode()
+    finally:
+        link.close()
+
+
+async def test_error_reply_raises_with_its_code(server: RedisServer) -> None:
+    link = RespLink.from_url(server.url, connect_timeout=1.0)
+    try:
+        with pytest.raises(ReplyError) as info:
+            await link.call(command(b"EVALSHA", b"0" * 40, 0))
+        assert info.value.code == "NOSCRIPT"
+        assert await link.call(command(b"PING")) == b"PONG"  # the link is still usable
+    finally:
+        link.close()
+
+
+async def test_a_reply_that_arrives_after_its_caller_gave_up_is_dropped(server: RedisServer) -> None:
+    link = RespLink.from_url(server.url, connect_timeout=1.0)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await link.call(command(b"DEBUG", b"SLEEP", b"0.3"))
+        # The late "OK" of DEBUG SLEEP must not be taken as this command's reply.
+        assert await link.call(command(b"ECHO", b"mine")) == b"mine"
+    finally:
+        link.close()
+
+
+async def test_url_credentials_and_database_are_used() -> None:
+    s = RedisServer(extra_args=("--requirepass", "s3cret"))
+    try:
+        link = RespLink.from_url(f"redis://:s3cret@127.0.0.1:{s.port}/3", connect_timeout=1.0)
+        try:
+            await link.call(command(b"SET", b"resp:db", b"x"))
+        finally:
+            link.close()
+        assert s.cli("-a", "s3cret", "--no-auth-warning", "-n", "3", "get", "resp:db") == "x"
+        assert s.cli("-a", "s3cret", "--no-auth-warning", "-n", "0", "exists", "resp:db") == "0"
+        wrong = RespLink.from_url(f"redis://:nope@127.0.0.1:{s.port}", connect_timeout=1.0)
+        with pytest.raises(LinkDown, match="refused the handshake"):
+            await wrong.call(command(b"PING"))
+        wrong.close()
+    finally:
+        s.stop()
+
+
+async def test_acl_user_authenticates_with_username() -> None:
+    s = RedisServer()
+    try:
+        s.cli("acl", "setuser", "gate", "on", ">pw", "~*", "+@all")
+        link = RespLink.from_url(f"redis://gate:pw@127.0.0.1:{s.port}", connect_timeout=1.0)
+        try:
+            assert await link.call(command(b"ACL", b"WHOAMI")) == b"gate"
+        finally:
+            link.close()
+    finally:
+        s.stop()
+
+
+async def test_lost_connection_fails_waiters_then_reconnects() -> None:
+    s = RedisServer(extra_args=("--enable-debug-command", "yes"))
+    try:
+        link = RespLink.from_url(s.url, connect_timeout=0.5)
+        assert await link.call(command(b"PING")) == b"PONG"
+        in_flight = asyncio.ensure_future(link.call(command(b"DEBUG", b"SLEEP", b"2")))
+        await asyncio.sleep(0.1)
+        s.kill()
+        with pytest.raises(LinkDown):
+            await asyncio.wait_for(in_flight, 1.0)  # never left hanging
+        with pytest.raises(LinkDown, match="cannot connect"):
+            await link.call(command(b"PING"))
+        s.start()
+        assert await link.call(command(b"PING")) == b"PONG"
+        link.close()
+    finally:
+        s.stop()
+
+
+async def test_nothing_listening_is_link_down_not_a_hang() -> None:
+    link = RespLink("127.0.0.1", free_port(), connect_timeout=0.5)
+    with pytest.raises(LinkDown):
+        await asyncio.wait_for(link.call(command(b"PING")), 2.0)
+    assert isinstance(LinkDown("x"), OSError)  # the batcher counts it as an outage
+
+
+def test_only_redis_urls_are_accepted() -> None:
+    with pytest.raises(ValueError, match="scheme"):
+        RespLink.from_url("unix:///tmp/redis.sock", connect_timeout=1.0)
+    link = RespLink.from_url("rediss://u:p%40ss@redis.example:6380/2", connect_timeout=1.0)
+    assert (link.host, link.port, link.username, link.password, link.db) == ("redis.example", 6380, "u", "p@ss", 2)
+    assert link.ssl is not None and link.server_hostname == "redis.example"
+
+
+def test_works_on_uvloop_as_the_gateway_runs_it(server: RedisServer) -> None:
+    import uvloop
+
+    async def run() -> bytes:
+        link = RespLink.from_url(server.url, connect_timeout=1.0)
+        try:
+            await asyncio.gather(*(link.call(command(b"PING")) for _ in range(10)))
+            reply: bytes = await link.call(command(b"ECHO", b"uv"))
+            return reply
+        finally:
+            link.close()
+
+    assert uvloop.run(run()) == b"uv"
