@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from observability import logs
+from observability import deferred_counters, logs
 from observability.access_log import AccessLog
 from observability.config import ObservabilityConfig
 from observability.metrics import UNMATCHED_ROUTE
@@ -87,9 +87,11 @@ class GatewayTelemetry:
             await self.access_log.stop()
 
     def publish_metrics(self) -> None:
-        """Publish the request counts gathered since the last publish (before a scrape)."""
+        """Publish the request counts gathered since the last publish (before a scrape),
+        and the plugins' per-request counters."""
         if self.metrics is not None:
             self.metrics.publish()
+            deferred_counters.REGISTRY.publish()
 
     async def _publish_loop(self) -> None:
         interval = self.config.metrics.publish_interval

@@ -21,6 +21,7 @@ from hotpath.ratelimit.policy import CompiledPolicy, TierPlan, compile_policies
 from hotpath.ratelimit.redis_backend import RedisBatcher
 from hotpath.state.resp import RespLink
 from hotpath.state.shared import is_cluster
+from observability.deferred_counters import deferred
 from observability.metrics import RATE_LIMIT_DECISIONS
 
 if TYPE_CHECKING:
@@ -36,8 +37,9 @@ class Counters:
     __slots__ = OUTCOMES
 
     def __init__(self, policy: str, tier: str) -> None:
+        # One increment per request: counted in process, published in batches.
         for outcome in OUTCOMES:
-            setattr(self, outcome, RATE_LIMIT_DECISIONS.labels(policy, tier, outcome))
+            setattr(self, outcome, deferred(RATE_LIMIT_DECISIONS.labels(policy, tier, outcome)))
 
     allowed: Any
     limited: Any

@@ -7,6 +7,7 @@ from typing import Any
 from hotpath.resilience.contracts import Outcome
 from hotpath.resilience.machine import STATE_NAMES
 from observability import metrics as m
+from observability.deferred_counters import deferred
 
 # Gauge values documented on BREAKER_STATE: 0 closed, 1 half-open, 2 open.
 GAUGE_VALUE = {0: 0.0, 1: 2.0, 2: 1.0}
@@ -19,7 +20,10 @@ class BreakerMetrics:
         self._state = m.BREAKER_STATE.labels(service)
         self.rejections = m.BREAKER_REJECTIONS.labels(service)
         self.fallback = m.BREAKER_LOCAL_FALLBACK.labels(service)
-        self.outcomes: dict[Outcome, Any] = {o: m.BREAKER_OUTCOMES.labels(service, o.value) for o in Outcome}
+        # Recorded for every upstream call: counted in process, published in batches.
+        self.outcomes: dict[Outcome, Any] = {
+            o: deferred(m.BREAKER_OUTCOMES.labels(service, o.value)) for o in Outcome
+        }
         self._transitions = {
             (a, b): m.BREAKER_TRANSITIONS.labels(service, STATE_NAMES[a], STATE_NAMES[b])
             for a in range(3)

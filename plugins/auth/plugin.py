@@ -15,6 +15,7 @@ import msgspec
 from hotpath.context import RequestContext
 from hotpath.plugin import LocalResponse, Plugin, PluginSetup
 from observability.audit_event import AuditType, event_for_request
+from observability.deferred_counters import deferred
 from observability.metrics import AUTH_DECISIONS
 from plugins.auth.config import AuthRouteConfig, AuthSettings
 from plugins.auth.errors import InvalidToken, KeysUnavailable, Reason, UnknownKey
@@ -48,8 +49,9 @@ class AuthPlugin(Plugin[AuthRouteConfig]):
         self._forbidden_scope = self._responses.forbidden(config.scopes, "the token lacks a required scope")
         self._forbidden_role = self._responses.forbidden(config.scopes, "the caller lacks a required role")
         route = setup.route.name
-        self._allowed = AUTH_DECISIONS.labels(route, "allowed")
-        self._anonymous = AUTH_DECISIONS.labels(route, "anonymous")
+        # The per-request outcomes are counted in process and published in batches.
+        self._allowed = deferred(AUTH_DECISIONS.labels(route, "allowed"))
+        self._anonymous = deferred(AUTH_DECISIONS.labels(route, "anonymous"))
         self._missing = AUTH_DECISIONS.labels(route, "missing")
         self._invalid = AUTH_DECISIONS.labels(route, "invalid")
         self._forbidden = AUTH_DECISIONS.labels(route, "forbidden")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hotpath.context import Header, RequestContext
 from hotpath.plugin import BodyTap, LocalResponse, Plugin, PluginSetup, ResponseHead
+from observability.deferred_counters import DeferredCounter, deferred
 from observability.metrics import CACHE_REQUESTS, CACHE_STORES
 from plugins.cache.backends.redis import NO_VARY
 from plugins.cache.config import CacheConfig, CacheSettings
@@ -87,10 +88,11 @@ class CachePlugin(Plugin[CacheConfig]):
         self._coalesce = config.coalesce
         self._wait = config.coalesce_timeout
         labels = setup.route.name
-        self._hits: Counter = CACHE_REQUESTS.labels(labels, "hit")
-        self._misses: Counter = CACHE_REQUESTS.labels(labels, "miss")
-        self._bypasses: Counter = CACHE_REQUESTS.labels(labels, "bypass")
-        self._coalesced: Counter = CACHE_REQUESTS.labels(labels, "coalesced")
+        # One lookup per request: counted in process, published in batches.
+        self._hits = deferred(CACHE_REQUESTS.labels(labels, "hit"))
+        self._misses = deferred(CACHE_REQUESTS.labels(labels, "miss"))
+        self._bypasses = deferred(CACHE_REQUESTS.labels(labels, "bypass"))
+        self._coalesced = deferred(CACHE_REQUESTS.labels(labels, "coalesced"))
         self._stores: Counter = CACHE_STORES.labels(labels)
 
     # -- request phase -----------------------------------------------------------------
@@ -173,7 +175,7 @@ class CachePlugin(Plugin[CacheConfig]):
         except TimeoutError:
             return None
 
-    def _hit(self, ctx: RequestContext, entry: Entry, counter: Counter, status: str) -> LocalResponse:
+    def _hit(self, ctx: RequestContext, entry: Entry, counter: DeferredCounter, status: str) -> LocalResponse:
         counter.inc()
         ctx.cache_status = status
         age = int(self.hub.clock.now() - entry.stored_at)

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.conftest import GatewayFactory, basic_config
-from tests.support.processes import Gateway, Upstream
+from tests.support.processes import Gateway, RedisServer, Upstream
 from tests.support.prom import scrape, value
 
 pytestmark = pytest.mark.integration
@@ -204,3 +204,25 @@ def test_metrics_can_be_switched_off(upstream: Upstream, gateway_factory: Gatewa
     assert httpx.get(f"{gw.url}/api/echo/x", timeout=5).status_code == 200
     r = httpx.get(f"{gw.url}/metrics", timeout=5)
     assert r.status_code == 404
+
+
+def test_plugin_outcome_counters_are_published_exactly_across_workers(
+    upstream: Upstream, gateway_factory: GatewayFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # Rate-limit and breaker outcomes are counted in process per request (deferred
+    # counters) and published with the request metrics: the sums converge exactly.
+    cfg = basic_config(upstream.url, plugins={"rate_limit": {"policy": "p"}})
+    cfg["redis"] = {"url": redis_server.url}
+    cfg["services"]["backend"]["breaker"] = {}
+    cfg["plugins"] = {"rate_limit": {"policies": {"p": {
+        "key": "ip", "default_tier": "anonymous", "tiers": {"anonymous": {"per_second": 100000}}}}}}
+    cfg["observability"] = {"metrics": {"publish_interval": PUBLISH_INTERVAL}, "access_log": {"enabled": False}}
+    gw = gateway_factory(cfg, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert _fire(f"{gw.url}/api/echo/p", 60) == [200] * 60
+    allowed = {"policy": "p", "tier": "anonymous", "outcome": "allowed"}
+    text = _settle(gw.url, lambda t: value(t, "gatehouse_rate_limit_decisions_total", **allowed) >= 60)
+    time.sleep(3 * PUBLISH_INTERVAL)  # a later publish must not add anything twice
+    text = scrape(gw.url)
+    assert value(text, "gatehouse_rate_limit_decisions_total", **allowed) == 60
+    assert value(text, "gatehouse_breaker_outcomes_total", service="backend", outcome="success") == 60
+    assert set(gw.worker_pids()) <= _pids_with_counters(tmp_path), "requests never reached both workers"
