@@ -80,10 +80,18 @@ def _tokens(secret: str, users: int) -> list[str]:
     ]
 
 
-def _require_redis_decisions(res: Result) -> None:
-    """A limiter that fell back to its in-process copy (Redis unreachable, a broken link)
-    answers just as fast and with the same headers, so the probes cannot tell: Redis's own
-    counters can. Every decision runs at least one command per limit inside the script."""
+# What the batcher logs when decisions go to the in-process fallback instead of Redis.
+FALLBACK_LOGS = ("Redis unavailable for rate limiting", "rate limit script call failed")
+
+
+def _require_redis_decisions(res: Result, gateway_output: str) -> None:
+    """A limiter that fell back to its in-process copy (Redis unreachable or too slow, a
+    broken link) answers just as fast and with the same headers, so the probes cannot tell.
+    The batcher logs every fallback episode, and Redis's own counters show whether
+    decisions reached it at all (each runs at least one command per limit in the script)."""
+    for line in gateway_output.splitlines():
+        if any(marker in line for marker in FALLBACK_LOGS):
+            raise Unavailable(f"rate limiter fell back to in-process decisions during the run: {line.strip()[:300]}")
     runs = [("max load", res.redis_at_max)]
     runs += [(f"{e['offered_rps']:g}/s", e.get("redis")) for e in res.fixed_rates]
     for label, cost in runs:
@@ -208,7 +216,7 @@ class Harness:
         self._measure(res, gateway.url + scenarios.PATH, headers, rotate=rotate,
                       cpu_pids=load.process_tree(gateway.proc.pid), redis=sc.features.needs_redis())
         if sc.features.rate_limit:
-            _require_redis_decisions(res)
+            _require_redis_decisions(res, gateway.output())
         if sc.features.tracing is not None:
             time.sleep(2.5)  # one export interval, so the last batch is counted
             exported = self.upstream.otlp_exports() - exports_before
