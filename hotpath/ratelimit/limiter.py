@@ -19,6 +19,7 @@ from hotpath.ratelimit.limits import CompiledLimit, Decision
 from hotpath.ratelimit.memory import Clock, MemoryBackend, system_clock
 from hotpath.ratelimit.policy import CompiledPolicy, TierPlan, compile_policies
 from hotpath.ratelimit.redis_backend import RedisBatcher
+from hotpath.state.cluster_links import ClusterLinks
 from hotpath.state.resp import RespLink
 from hotpath.state.shared import is_cluster
 from observability.deferred_counters import deferred
@@ -58,6 +59,7 @@ class Limiter:
         workers: int,
         redis: Any = None,
         link: RespLink | None = None,
+        cluster_links: ClusterLinks | None = None,
         cluster: bool = False,
         timeout: float = 0.1,
         clock: Clock = system_clock,
@@ -83,6 +85,7 @@ class Limiter:
                 retry_interval=batch.retry_interval,
                 linger=batch.linger,
                 link=link,
+                cluster_links=cluster_links,
             )
         else:
             self.memory = MemoryBackend(clock, max_keys)
@@ -100,6 +103,7 @@ class Limiter:
                 workers=runtime.loaded.gateway.server.workers,
                 redis=state.redis,
                 link=state.link,
+                cluster_links=state.cluster_links,
                 cluster=state.kind == "redis" and is_cluster(state.config),
                 timeout=state.config.command_timeout,
             )

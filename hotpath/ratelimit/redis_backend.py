@@ -14,11 +14,11 @@ less time, never more. When a call fails (timeout, connection refused, cluster d
 backend resolves every waiting decision as unavailable and skips Redis for
 ``retry_interval``, so no request pays a timeout while Redis is known to be down.
 
-Transport: on standalone Redis the calls go over a ``RespLink`` (``hotpath/state/resp.py``),
-a lean pipelined connection that writes the command as bytes assembled from pieces encoded
-once (each distinct argument tuple is encoded the first time it is seen): coredis's own
-per-command cost was most of the limiter's CPU. On a Cluster, coredis routes each slot's
-call and follows redirects.
+Transport: calls go over ``RespLink``s (``hotpath/state/resp.py``), lean pipelined
+connections that write the command as bytes assembled from pieces encoded once (each
+distinct argument tuple is encoded the first time it is seen): coredis's own per-command
+cost was most of the limiter's CPU. On a Cluster each slot's call goes to its primary's
+link (``hotpath/state/cluster_links.py``); a redirect sends that call through coredis.
 
 Unavailable decisions resolve to ``None``; the caller applies its policy's failure mode.
 NOSCRIPT (Redis restarted, ``SCRIPT FLUSH``) is answered by loading the script and
@@ -39,6 +39,7 @@ from coredis.exceptions import NoScriptError, RedisClusterError
 
 from hotpath.ratelimit.limits import Decision
 from hotpath.ratelimit.scripts import DECIDE, LuaScript
+from hotpath.state.cluster_links import ClusterLinks
 from hotpath.state.resp import ReplyError, RespLink, bulk
 from observability.metrics import REDIS_BATCH_SIZE, REDIS_ERRORS, REDIS_LATENCY
 
@@ -91,9 +92,11 @@ class RedisBatcher:
         linger: float = 0.0,
         script: LuaScript = DECIDE,
         link: RespLink | None = None,
+        cluster_links: ClusterLinks | None = None,
     ) -> None:
         self.client = client
         self.link = link
+        self.cluster_links = cluster_links
         self.cluster = cluster
         self.timeout = timeout
         self.max_batch = max_batch
@@ -119,6 +122,7 @@ class RedisBatcher:
         self.calls = 0
         self.decisions = 0
         self.script_loads = 0
+        self.link_calls = 0  # script calls that went over a lean link rather than coredis
 
     @property
     def available(self) -> bool:
@@ -229,7 +233,7 @@ class RedisBatcher:
             groups.setdefault(hash_slot(p.keys[0]), []).append(p)
         parts = list(groups.values())
         replies = await asyncio.gather(
-            *(self._call([k for p in part for k in p.keys], _argv(part)) for part in parts),
+            *(self._call_slot(slot, part) for slot, part in groups.items()),
             return_exceptions=True,
         )
         failed: list[_Pending] = []
@@ -242,7 +246,21 @@ class RedisBatcher:
                 self._resolve(part, reply)
         return (error, failed) if error is not None else None
 
+    async def _call_slot(self, slot: int, part: list[_Pending]) -> Any:
+        links = self.cluster_links
+        link = links.for_slot(slot) if links is not None else None
+        if link is not None:
+            try:
+                return await self._call_link(link, part)
+            except ReplyError as exc:
+                if exc.code not in ("MOVED", "ASK"):
+                    raise
+                # The slot is served elsewhere now (resharding, failover) and the node ran
+                # nothing: coredis follows the redirect and refreshes the map links use.
+        return await self._call([k for p in part for k in p.keys], _argv(part))
+
     async def _call_link(self, link: RespLink, batch: list[_Pending]) -> Any:
+        self.link_calls += 1
         payload = self._wire(batch)
         try:
             return await link.call(payload)

@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 import coredis
 
 from hotpath.config.schema import RedisConfig
+from hotpath.state.cluster_links import ClusterLinks
 from hotpath.state.resp import RespLink
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
@@ -41,31 +43,43 @@ def make_client(config: RedisConfig) -> Any:
         "max_connections": config.max_connections,
     }
     if is_cluster(config):
-        return _cluster_client(config.url, common)
+        return _cluster_client(parse_cluster_url(config.url), common)
     return coredis.Redis.from_url(config.url, **common)
 
 
-def _cluster_client(url: str, common: dict[str, Any]) -> Any:
-    """``redis+cluster://[user:pass@]host:port[,host:port...]``: the seed nodes.
+class ClusterSeeds(NamedTuple):
+    nodes: list[tuple[str, int]]
+    username: str | None
+    password: str | None
+    ssl: bool
 
-    Built from explicit TCPLocations: coredis's own ``from_url`` passes dict nodes and
-    trips its deprecation warning.
-    """
-    from urllib.parse import unquote, urlsplit
 
-    from coredis.connection import TCPLocation
-
+def parse_cluster_url(url: str) -> ClusterSeeds:
+    """``redis+cluster://[user:pass@]host:port[,host:port...]``: the seed nodes."""
     parts = urlsplit(url.replace("+cluster://", "://", 1))
     netloc = parts.netloc.rpartition("@")[2]
     nodes = []
     for seed in netloc.split(","):
         host, _, port = seed.strip().rpartition(":")
-        nodes.append(TCPLocation(host.strip("[]") or "127.0.0.1", int(port or 6379)))
+        nodes.append((host.strip("[]") or "127.0.0.1", int(port or 6379)))
+    return ClusterSeeds(
+        nodes,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+        parts.scheme == "rediss",
+    )
+
+
+def _cluster_client(seeds: ClusterSeeds, common: dict[str, Any]) -> Any:
+    """Built from explicit TCPLocations: coredis's own ``from_url`` passes dict nodes and
+    trips its deprecation warning."""
+    from coredis.connection import TCPLocation
+
     return coredis.RedisCluster(
-        startup_nodes=nodes,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        ssl=parts.scheme == "rediss",
+        startup_nodes=[TCPLocation(host, port) for host, port in seeds.nodes],
+        username=seeds.username,
+        password=seeds.password,
+        ssl=seeds.ssl,
         **common,
     )
 
@@ -96,7 +110,7 @@ def make_link(config: RedisConfig) -> RespLink | None:
 
 
 class SharedState:
-    __slots__ = ("_exit", "config", "keys", "kind", "link", "redis")
+    __slots__ = ("_exit", "cluster_links", "config", "keys", "kind", "link", "redis")
 
     def __init__(self, kind: Literal["redis", "memory"], config: RedisConfig) -> None:
         self.kind = kind
@@ -106,6 +120,12 @@ class SharedState:
         # while the configuration is compiled.
         self.redis: Any = make_client(config) if kind == "redis" else None
         self.link: RespLink | None = make_link(config) if kind == "redis" else None
+        self.cluster_links: ClusterLinks | None = None
+        if kind == "redis" and is_cluster(config):
+            assert config.url is not None
+            seeds = parse_cluster_url(config.url)
+            self.cluster_links = ClusterLinks(self.redis, connect_timeout=config.connect_timeout,
+                                              username=seeds.username, password=seeds.password, ssl=seeds.ssl)
         self._exit: contextlib.AsyncExitStack | None = None
 
     async def start(self) -> None:
@@ -120,14 +140,20 @@ class SharedState:
         up, _, error = await self.ping(self.config.connect_timeout + self.config.command_timeout)
         if not up:
             logging.getLogger("gatehouse").warning("redis unavailable at worker start: %s", error)
-        elif self.link is not None:
+        else:
+            # The lean links too: their first call would otherwise pay the connect.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.config.connect_timeout + self.config.command_timeout):
-                    await self.link.call(PING)
+                    if self.link is not None:
+                        await self.link.call(PING)
+                    if self.cluster_links is not None:
+                        await self.cluster_links.warm(PING)
 
     async def close(self) -> None:
         if self.link is not None:
             self.link.close()
+        if self.cluster_links is not None:
+            self.cluster_links.close()
         if self._exit is not None:
             stack, self._exit = self._exit, None
             with contextlib.suppress(Exception):
