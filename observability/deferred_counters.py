@@ -10,8 +10,8 @@ child in one update.
 
 Semantics match ``observability/request_metrics.py``: each pending amount is published
 once (it is zeroed as it is added), and what is not yet published when a worker is killed
-with SIGKILL is lost, at most one publish interval of it. With metrics disabled nothing is
-published, and nothing reads these counters either (``/metrics`` is not served).
+with SIGKILL is lost, at most one publish interval of it. The publisher runs with metrics
+disabled too: the admin API's cache statistics read these counters.
 
 Wrap children once, when a plugin or service is built: the registry keeps every wrapper
 for the worker's life.

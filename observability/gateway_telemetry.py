@@ -67,8 +67,8 @@ class GatewayTelemetry:
 
     async def start(self) -> None:
         logs.configure(self.config.logging)
-        if self.metrics is not None:
-            self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
+        # Always: the plugins' deferred counters feed the admin API even without /metrics.
+        self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
         if self.access_log is not None:
             await self.access_log.start()
         if self.tracing is not None:
@@ -91,7 +91,7 @@ class GatewayTelemetry:
         and the plugins' per-request counters."""
         if self.metrics is not None:
             self.metrics.publish()
-            deferred_counters.REGISTRY.publish()
+        deferred_counters.REGISTRY.publish()
 
     async def _publish_loop(self) -> None:
         interval = self.config.metrics.publish_interval

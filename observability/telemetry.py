@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from observability import deferred_counters
+
 if TYPE_CHECKING:
     from hotpath.context import RequestContext
 
@@ -53,7 +55,7 @@ class NullTelemetry:
         return None
 
     def publish_metrics(self) -> None:
-        return None
+        deferred_counters.REGISTRY.publish()
 
     async def start(self) -> None:
         return None

@@ -253,6 +253,7 @@ def cache_endpoints(runtime: WorkerRuntime) -> list[AdminEndpoint]:
     async def stats(request: Request) -> Response:
         from observability.multiproc import MetricsExposition
 
+        runtime.telemetry.publish_metrics()  # this worker's counts current; others' within an interval
         routes: dict[str, dict[str, float]] = {}
         for name, labels, value in MetricsExposition().samples(("gatehouse_cache_requests", "gatehouse_cache_stores")):
             route = labels.get("route", "")

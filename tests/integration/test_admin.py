@@ -171,13 +171,48 @@ def test_rate_limit_usage_and_resets(admin: Admin) -> None:
 def test_cache_stats_and_invalidation(admin: Admin) -> None:
     for _ in range(3):
         assert httpx.get(f"{admin.gw.url}/cached/cache/item", timeout=5).status_code == 200
-    stats = {s["route"]: s for s in admin.get("/cache/stats").json()["routes"]}
+    # Lookups are counted in process and published every interval (0.5 s) by each worker.
+    deadline = time.monotonic() + 5
+    while True:
+        stats = {s["route"]: s for s in admin.get("/cache/stats").json()["routes"]}
+        if stats["cached"]["hit"] + stats["cached"]["miss"] >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert stats["cached"]["hit"] + stats["cached"]["miss"] >= 3 and stats["cached"]["miss"] >= 1
     r = admin.post("/cache/invalidate", json={"route": "cached", "prefix": "/cached"})
     assert r.status_code == 200 and r.json()["prefix"] == "/cached"
     assert admin.post("/cache/invalidate", json={"route": "api"}).status_code == 404
     assert admin.post("/cache/invalidate", json={"prefix": "no-slash"}).status_code == 400
     assert admin.post("/cache/invalidate", content=b"{not json").status_code == 400
+
+
+def test_cache_stats_are_counted_with_metrics_switched_off(
+    redis_server: RedisServer, upstream: Upstream, gateway_factory: GatewayFactory
+) -> None:
+    port = free_port()
+    cfg: dict[str, Any] = {
+        "redis": {"url": redis_server.url},
+        "services": {"backend": {"urls": [upstream.url], "timeouts": {"connect": 1, "read": 5, "total": 10}}},
+        "routes": [{"name": "cached", "path": "/cached", "service": "backend", "strip_prefix": True,
+                    "plugins": {"cache": {"ttl": 60}}}],
+        "observability": {"metrics": {"enabled": False}, "access_log": {"enabled": False}},
+        "admin": {"port": port},
+    }
+    gw = gateway_factory(cfg, workers=2, env={"GATEHOUSE_ADMIN_TOKEN": TOKEN})
+    a = Admin(gw, port)
+    try:
+        for _ in range(4):
+            assert httpx.get(f"{gw.url}/cached/cache/off", timeout=5).status_code == 200
+        deadline = time.monotonic() + 5
+        while True:
+            routes = a.get("/cache/stats").json()["routes"]
+            looked_up = sum(r["hit"] + r["miss"] for r in routes if r["route"] == "cached")
+            if looked_up >= 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert looked_up == 4
+    finally:
+        a.client.close()
 
 
 def test_unknown_paths_and_methods(admin: Admin) -> None:
