@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, valu
 
 from bench.support.fixture_types import Benchmark
 from observability import metrics
+from observability.deferred_counters import DeferredCounters
 
 pytestmark = pytest.mark.benchmark(group="metrics")
 
@@ -96,3 +97,46 @@ def bench_request_metric_updates(benchmark: Benchmark, request_metrics: RequestM
     after = request_metrics.ok._value.get()
     assert after - before >= 1  # every round counted
     assert request_metrics.in_flight._value.get() == 0
+
+
+class OutcomeCounters:
+    """The three outcome counters a full-chain request bumps in its plugins (auth, rate
+    limit, breaker), as multiprocess children; optionally deferred as the gateway does."""
+
+    def __init__(self, registry: CollectorRegistry, deferred: DeferredCounters | None) -> None:
+        auth = Counter("gatehouse_auth_decisions", "a", ("route", "outcome"), registry=registry)
+        limits = Counter("gatehouse_rate_limit_decisions", "r", ("policy", "tier", "outcome"), registry=registry)
+        breaker = Counter("gatehouse_breaker_outcomes", "b", ("service", "outcome"), registry=registry)
+        self.children = (auth.labels("orders", "allowed"), limits.labels("p", "pro", "allowed"),
+                         breaker.labels("orders", "success"))
+        wrap = deferred.wrap if deferred is not None else (lambda child: child)
+        self.auth, self.limit, self.breaker = (wrap(c) for c in self.children)
+        self.deferred = deferred
+
+    def one_request(self) -> None:
+        self.auth.inc()
+        self.limit.inc()
+        self.breaker.inc()
+
+
+@pytest.fixture(params=["multiprocess-direct", "deferred"])
+def outcome_counters(request: pytest.FixtureRequest) -> Iterator[OutcomeCounters]:
+    with tempfile.TemporaryDirectory(prefix="gh-bench-prom-") as directory:
+        with _multiprocess_values(directory):
+            built = OutcomeCounters(CollectorRegistry(), DeferredCounters() if request.param == "deferred" else None)
+        try:
+            yield built
+        finally:
+            library: Any = values
+            library.close_all_multiprocess_files()
+            cls: Any = type(built.children[0]._value)
+            cls.close_all_files()
+
+
+def bench_plugin_outcome_counters(benchmark: Benchmark, outcome_counters: OutcomeCounters) -> None:
+    """Per request: three increments (observability/deferred_counters.py is why they are cheap)."""
+    benchmark(outcome_counters.one_request)
+    if outcome_counters.deferred is not None:
+        outcome_counters.deferred.publish()
+    counted = [c._value.get() for c in outcome_counters.children]
+    assert counted[0] >= 1 and counted == [counted[0]] * 3  # every round counted, nothing lost in publishing

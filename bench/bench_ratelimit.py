@@ -1,6 +1,7 @@
 """Rate-limit decisions (hotpath/ratelimit): the in-process backend, and the Redis batcher
 against a real redis-server, alone and with 64 concurrent decisions coalesced into one
-script call (what a loaded worker sends per event-loop tick).
+script call (what a loaded worker sends per event-loop tick). The Redis cases run over the
+gateway's lean link and over coredis, the transport it replaced.
 
 Each decision covers a tier of two limits (a token bucket with burst and a per-minute
 sliding window), as the shipped tiers do. Limits are far above what the rounds consume,
@@ -39,13 +40,16 @@ def _keys(limiter: Limiter, user: int) -> tuple[list[str], tuple[int, ...]]:
     return policy.keys(caller_id("user", f"user-{user}"), plan), (1, *plan.params)
 
 
-@pytest.fixture(scope="module")
-def redis_limiter(loop: Loop, redis_server: RedisServer) -> Iterator[Limiter]:
+@pytest.fixture(scope="module", params=["link", "coredis"])
+def redis_limiter(request: pytest.FixtureRequest, loop: Loop, redis_server: RedisServer) -> Iterator[Limiter]:
+    """The batcher over the gateway's lean link, and over coredis for comparison."""
     state = SharedState("redis", RedisConfig(url=redis_server.url, command_timeout=1.0))
     owner = Lifespan(loop, state, stop="close")
     owner.start()
+    link = state.link if request.param == "link" else None
+    assert request.param != "link" or link is not None
     limiter = Limiter(SETTINGS, kind="redis", key_base=state.keys.feature("rl-bench"), workers=1,
-                      redis=state.redis, timeout=1.0)
+                      redis=state.redis, link=link, timeout=1.0)
     loop.run_until_complete(limiter.start())
     yield limiter
     loop.run_until_complete(limiter.close())
