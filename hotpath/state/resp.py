@@ -7,9 +7,10 @@ commands encoded ahead of time straight to an asyncio transport and parses repli
 hiredis: about 30 µs per call. It carries only the batcher's ``EVALSHA``; coredis keeps
 everything else (script loading, pub/sub, the cache, Cluster topology and redirects).
 
-Replies arrive in the order commands were written, so waiters form a FIFO. A waiter that
-gave up (its deadline passed) stays in the queue and its late reply is dropped, which
-keeps every later reply matched to its own command.
+Replies arrive in the order commands were written, so waiters form a FIFO. A caller that
+gives up (its deadline passed) takes the connection down with it: a silent connection may be
+a dead one, and the next call connects afresh. Any other command in flight on it fails at
+once rather than waiting out its own deadline.
 """
 
 from __future__ import annotations
@@ -150,7 +151,16 @@ class RespLink:
         proto.waiters.append(fut)
         assert proto.transport is not None
         proto.transport.write(payload)
-        return await fut
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            # The caller gave up (its deadline passed): the connection may be dead without
+            # knowing it (a host gone without a reset), and every later call would wait out
+            # its deadline too. Drop it; the next call connects afresh.
+            if self._proto is proto:
+                self._proto = None
+            proto.transport.abort()
+            raise
 
     async def _connected(self) -> _Protocol:
         # Concurrent callers share one connection attempt.

@@ -40,16 +40,44 @@ async def test_error_reply_raises_with_its_code(server: RedisServer) -> None:
         link.close()
 
 
-async def test_a_reply_that_arrives_after_its_caller_gave_up_is_dropped(server: RedisServer) -> None:
+async def test_a_caller_that_gives_up_takes_the_connection_down(server: RedisServer) -> None:
     link = RespLink.from_url(server.url, connect_timeout=1.0)
     try:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):
                 await link.call(command(b"DEBUG", b"SLEEP", b"0.3"))
-        # The late "OK" of DEBUG SLEEP must not be taken as this command's reply.
+        # A fresh connection: the late "OK" of DEBUG SLEEP is never taken as this reply.
         assert await link.call(command(b"ECHO", b"mine")) == b"mine"
     finally:
         link.close()
+
+
+async def test_a_silent_peer_costs_one_deadline_then_a_new_connection() -> None:
+    # A peer that accepts and never answers: a Redis host gone without a reset.
+    accepted: list[asyncio.StreamReader] = []
+    closed = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(reader)
+        while await reader.read(1024):
+            pass
+        closed.set()
+        writer.close()
+
+    peer = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = peer.sockets[0].getsockname()[1]
+    link = RespLink("127.0.0.1", port, connect_timeout=1.0)
+    try:
+        for _ in range(2):
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await link.call(command(b"PING"))
+        await asyncio.wait_for(closed.wait(), 2.0)  # the first connection was dropped
+        assert len(accepted) == 2  # the second call connected afresh
+    finally:
+        link.close()
+        peer.close()
+        await peer.wait_closed()
 
 
 async def test_url_credentials_and_database_are_used() -> None:
