@@ -16,38 +16,30 @@ coredis, as before this module existed, and the Cluster tests show which path ra
 from __future__ import annotations
 
 import asyncio
-import ssl as ssl_module
 from typing import Any
 
 from hotpath.state.resp import RespLink
 
 
 class ClusterLinks:
-    __slots__ = ("_client", "_links", "connect_timeout", "password", "ssl", "username")
+    __slots__ = ("_client", "_links", "_settings", "connect_timeout")
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        connect_timeout: float,
-        username: str | None = None,
-        password: str | None = None,
-        ssl: bool = False,
-    ) -> None:
+    def __init__(self, client: Any, *, connect_timeout: float) -> None:
         self._client = client
         self.connect_timeout = connect_timeout
-        self.username = username
-        self.password = password
-        self.ssl = ssl_module.create_default_context() if ssl else None
+        # Credentials and the TLS context (certificate checks included) are the client's own.
+        settings = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+        self._settings: dict[str, Any] = settings if isinstance(settings, dict) else {}
         self._links: dict[tuple[str, int], RespLink] = {}
 
     def _layout(self) -> Any:
         return getattr(getattr(self._client, "connection_pool", None), "cluster_layout", None)
 
     def for_slot(self, slot: int) -> RespLink | None:
-        """The link to the primary that serves ``slot``; None when the map does not know."""
+        """The link to the primary that serves ``slot``; None when the map does not know
+        (or the client authenticates through a credential provider the link cannot use)."""
         layout = self._layout()
-        if layout is None:
+        if layout is None or self._settings.get("credential_provider") is not None:
             return None
         try:
             node = layout.node_for_slot(slot)
@@ -58,9 +50,10 @@ class ClusterLinks:
     def _link(self, host: str, port: int) -> RespLink:
         link = self._links.get((host, port))
         if link is None:
+            settings = self._settings
             link = self._links[(host, port)] = RespLink(
-                host, port, connect_timeout=self.connect_timeout, username=self.username,
-                password=self.password, ssl=self.ssl,
+                host, port, connect_timeout=self.connect_timeout, username=settings.get("username"),
+                password=settings.get("password"), ssl=settings.get("ssl_context"),
             )
         return link
 

@@ -19,9 +19,10 @@ import asyncio
 import collections
 import ssl as ssl_module
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
+import coredis
 import hiredis
+from coredis.connection import TCPLocation
 
 
 class ReplyError(Exception):
@@ -100,8 +101,8 @@ class _Protocol(asyncio.Protocol):
 class RespLink:
     """One pipelined connection to one Redis node, connected on first use and after a loss."""
 
-    __slots__ = ("_connecting", "_proto", "connect_timeout", "db", "host", "password", "port", "server_hostname",
-                 "ssl", "username")
+    __slots__ = ("_closed", "_connecting", "_proto", "connect_timeout", "db", "host", "password", "port",
+                 "server_hostname", "ssl", "username")
 
     def __init__(
         self,
@@ -124,29 +125,49 @@ class RespLink:
         self.server_hostname = host if ssl is not None else None
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
+        self._closed = False
+
+    @classmethod
+    def for_client(cls, client: Any, *, connect_timeout: float) -> RespLink | None:
+        """A link with exactly the settings of a standalone coredis client: its host, port,
+        database, credentials and TLS context (certificate checks included). None where
+        the link cannot follow it: a Unix socket, a credential provider."""
+        pool = getattr(client, "connection_pool", None)
+        location = getattr(pool, "location", None)
+        settings = getattr(pool, "connection_kwargs", None)
+        if not isinstance(location, TCPLocation) or not isinstance(settings, dict):
+            return None
+        if settings.get("credential_provider") is not None:
+            return None
+        return cls(
+            location.host,
+            location.port,
+            connect_timeout=connect_timeout,
+            username=settings.get("username"),
+            password=settings.get("password"),
+            db=int(settings.get("db") or 0),
+            ssl=settings.get("ssl_context"),
+        )
 
     @classmethod
     def from_url(cls, url: str, *, connect_timeout: float) -> RespLink:
-        """``redis://[user:pass@]host[:port][/db]`` or ``rediss://...`` (TLS)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"unsupported Redis URL scheme for the lean link: {parts.scheme!r}")
-        path = parts.path.strip("/")
-        return cls(
-            parts.hostname or "127.0.0.1",
-            parts.port or 6379,
-            connect_timeout=connect_timeout,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            db=int(path) if path else 0,
-            ssl=ssl_module.create_default_context() if parts.scheme == "rediss" else None,
-        )
+        """A link for a Redis URL, parsed by coredis (query options such as ``db`` and the
+        ``ssl_*`` settings included), so it connects exactly as a coredis client would."""
+        link = cls.for_client(coredis.Redis.from_url(url), connect_timeout=connect_timeout)
+        if link is None:
+            scheme = url.split(":", 1)[0]
+            raise ValueError(f"the lean link needs a TCP Redis URL (redis:// or rediss://), not {scheme!r}")
+        return link
 
     async def call(self, payload: bytes) -> Any:
         """Send one encoded command and return its reply; error replies raise ReplyError."""
         proto = self._proto
         if proto is None or proto.lost:
+            if self._closed:
+                raise LinkDown("the Redis link is closed")
             proto = await self._connected()
+            if proto.lost:  # lost again before this caller resumed
+                raise LinkDown(f"Redis connection to {self.host}:{self.port} lost")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         proto.waiters.append(fut)
         assert proto.transport is not None
@@ -154,12 +175,13 @@ class RespLink:
         try:
             return await fut
         except asyncio.CancelledError:
-            # The caller gave up (its deadline passed): the connection may be dead without
-            # knowing it (a host gone without a reset), and every later call would wait out
-            # its deadline too. Drop it; the next call connects afresh.
-            if self._proto is proto:
-                self._proto = None
-            proto.transport.abort()
+            # The caller gave up (its deadline passed) before its reply came: the connection
+            # may be dead without knowing it (a host gone without a reset), and every later
+            # call would wait out its deadline too. Drop it; the next call connects afresh.
+            if not fut.done() or fut.cancelled():
+                if self._proto is proto:
+                    self._proto = None
+                proto.transport.abort()
             raise
 
     async def _connected(self) -> _Protocol:
@@ -172,8 +194,14 @@ class RespLink:
 
     def _connect_done(self, task: asyncio.Task[_Protocol]) -> None:
         self._connecting = None
-        if not task.cancelled() and task.exception() is None:
-            self._proto = task.result()
+        if task.cancelled() or task.exception() is not None:
+            return
+        proto = task.result()
+        if self._closed:  # closed while connecting: nobody will use or close this one
+            if proto.transport is not None:
+                proto.transport.abort()
+            return
+        self._proto = proto
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -217,6 +245,7 @@ class RespLink:
             await fut
 
     def close(self) -> None:
+        self._closed = True
         proto, self._proto = self._proto, None
         if proto is not None and proto.transport is not None:
             proto.transport.close()

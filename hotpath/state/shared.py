@@ -100,13 +100,12 @@ class KeySpace:
         return f"{self.base}:{name}"
 
 
-def make_link(config: RedisConfig) -> RespLink | None:
-    """The lean link for hot-path script calls, on standalone TCP/TLS Redis; None elsewhere
-    (Cluster needs coredis's routing, a Unix socket URL stays on coredis)."""
-    assert config.url is not None
-    if is_cluster(config) or not config.url.startswith(("redis://", "rediss://")):
+def make_link(client: Any, config: RedisConfig) -> RespLink | None:
+    """The lean link for hot-path script calls on a standalone Redis, with the coredis
+    client's own settings; None on a Cluster (per-node links) or a Unix socket."""
+    if is_cluster(config):
         return None
-    return RespLink.from_url(config.url, connect_timeout=config.connect_timeout)
+    return RespLink.for_client(client, connect_timeout=config.connect_timeout)
 
 
 class SharedState:
@@ -119,13 +118,10 @@ class SharedState:
         # Created here (no I/O happens until start()) so features can register scripts
         # while the configuration is compiled.
         self.redis: Any = make_client(config) if kind == "redis" else None
-        self.link: RespLink | None = make_link(config) if kind == "redis" else None
+        self.link: RespLink | None = make_link(self.redis, config) if kind == "redis" else None
         self.cluster_links: ClusterLinks | None = None
         if kind == "redis" and is_cluster(config):
-            assert config.url is not None
-            seeds = parse_cluster_url(config.url)
-            self.cluster_links = ClusterLinks(self.redis, connect_timeout=config.connect_timeout,
-                                              username=seeds.username, password=seeds.password, ssl=seeds.ssl)
+            self.cluster_links = ClusterLinks(self.redis, connect_timeout=config.connect_timeout)
         self._exit: contextlib.AsyncExitStack | None = None
 
     async def start(self) -> None:

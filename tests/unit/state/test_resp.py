@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import coredis
 import pytest
 
 from hotpath.state.resp import LinkDown, ReplyError, RespLink, command
@@ -137,12 +138,38 @@ async def test_nothing_listening_is_link_down_not_a_hang() -> None:
     assert isinstance(LinkDown("x"), OSError)  # the batcher counts it as an outage
 
 
-def test_only_redis_urls_are_accepted() -> None:
-    with pytest.raises(ValueError, match="scheme"):
+def test_settings_are_the_coredis_clients_own() -> None:
+    with pytest.raises(ValueError, match="TCP Redis URL"):
         RespLink.from_url("unix:///tmp/redis.sock", connect_timeout=1.0)
-    link = RespLink.from_url("rediss://u:p%40ss@redis.example:6380/2", connect_timeout=1.0)
-    assert (link.host, link.port, link.username, link.password, link.db) == ("redis.example", 6380, "u", "p@ss", 2)
+    url = "rediss://u:p%40ss@redis.example:6380/2"
+    link = RespLink.from_url(url, connect_timeout=1.0)
+    own = coredis.Redis.from_url(url).connection_pool.connection_kwargs
+    assert (link.host, link.port, link.username, link.db) == ("redis.example", 6380, "u", 2)
+    assert link.password == own["password"]  # whatever coredis makes of it, the link sends the same
     assert link.ssl is not None and link.server_hostname == "redis.example"
+    # The database from the query string, as coredis reads it.
+    assert RespLink.from_url("redis://127.0.0.1:6390?db=5", connect_timeout=1.0).db == 5
+    # The very TLS context coredis uses (its CA file, certificate requirements, hostname check).
+    client = coredis.Redis.from_url("rediss://redis.example:6380?ssl_cert_reqs=none")
+    tls = RespLink.for_client(client, connect_timeout=1.0)
+    assert tls is not None and tls.ssl is client.connection_pool.connection_kwargs["ssl_context"]
+
+
+async def test_database_from_the_query_string_is_selected(server: RedisServer) -> None:
+    link = RespLink.from_url(f"{server.url}?db=4", connect_timeout=1.0)
+    try:
+        await link.call(command(b"SET", b"resp:q", b"y"))
+    finally:
+        link.close()
+    assert server.cli("-n", "4", "get", "resp:q") == "y"
+
+
+async def test_a_closed_link_refuses_calls(server: RedisServer) -> None:
+    link = RespLink.from_url(server.url, connect_timeout=1.0)
+    assert await link.call(command(b"PING")) == b"PONG"
+    link.close()
+    with pytest.raises(LinkDown, match="closed"):
+        await link.call(command(b"PING"))
 
 
 def test_works_on_uvloop_as_the_gateway_runs_it(server: RedisServer) -> None:
