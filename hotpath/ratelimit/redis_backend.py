@@ -40,7 +40,7 @@ from coredis.exceptions import NoScriptError, RedisClusterError
 from hotpath.ratelimit.limits import Decision
 from hotpath.ratelimit.scripts import DECIDE, LuaScript
 from hotpath.state.cluster_links import ClusterLinks
-from hotpath.state.resp import ReplyError, RespLink, bulk
+from hotpath.state.resp import LinkDown, ReplyError, RespLink, bulk
 from observability.metrics import REDIS_BATCH_SIZE, REDIS_ERRORS, REDIS_LATENCY
 
 log = logging.getLogger("gatehouse.ratelimit")
@@ -71,10 +71,17 @@ class _Pending:
         self.queued = queued
 
 
+# Error replies of a Redis that is up but cannot serve yet (loading its data, a script
+# running too long, the cluster or its primary down): outages, not bad commands.
+OUTAGE_REPLIES = frozenset({"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN"})
+
+
 def _is_outage(exc: BaseException) -> bool:
     """Errors that say Redis is unreachable or too slow, as opposed to a bad command."""
     if isinstance(exc, BaseExceptionGroup):
         return any(_is_outage(e) for e in exc.exceptions)
+    if isinstance(exc, ReplyError):
+        return exc.code in OUTAGE_REPLIES
     # The lean link's LinkDown is a ConnectionError, hence an OSError.
     return isinstance(exc, (TimeoutError, OSError, RedisConnectionError, RedisClusterError))
 
@@ -252,6 +259,10 @@ class RedisBatcher:
         if link is not None:
             try:
                 return await self._call_link(link, part)
+            except LinkDown:
+                # The mapped primary is unreachable (failed over, gone). coredis learns the
+                # new topology only from its own failures, so this call goes through it.
+                pass
             except ReplyError as exc:
                 if exc.code not in ("MOVED", "ASK"):
                     raise

@@ -13,8 +13,8 @@ import pytest
 
 from hotpath.ratelimit.config import SlidingWindow
 from hotpath.ratelimit.limits import compile_limit
-from hotpath.ratelimit.redis_backend import RedisBatcher, hash_slot
-from hotpath.state.resp import RespLink
+from hotpath.ratelimit.redis_backend import RedisBatcher, _is_outage, hash_slot
+from hotpath.state.resp import LinkDown, ReplyError, RespLink
 from tests.support.processes import RedisServer
 from tests.unit.ratelimit.conftest import entered
 
@@ -161,3 +161,14 @@ def test_hash_slot() -> None:
     # Known values from the Redis Cluster specification's CRC16 test vector.
     assert hash_slot("123456789") == 0x31C3 % 16384
     assert hash_slot("{user1000}.following") == hash_slot("{user1000}.followers")
+
+
+def test_replies_of_a_redis_that_cannot_serve_yet_are_outages() -> None:
+    # A restarted Redis loading its data, a long script, a cluster or primary down: back
+    # off for retry_interval like an unreachable Redis, never one error log per batch.
+    for reply in ("LOADING Redis is loading the dataset in memory", "BUSY Redis is busy running a script",
+                  "CLUSTERDOWN The cluster is down", "TRYAGAIN Multiple keys request during rehashing",
+                  "MASTERDOWN Link with MASTER is down"):
+        assert _is_outage(ReplyError(reply)), reply
+    assert not _is_outage(ReplyError("ERR Error running script"))
+    assert _is_outage(LinkDown("lost"))

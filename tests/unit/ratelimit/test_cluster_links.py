@@ -15,7 +15,7 @@ from hotpath.ratelimit.redis_backend import RedisBatcher, hash_slot
 from hotpath.state.cluster_links import ClusterLinks
 from hotpath.state.resp import RespLink
 from hotpath.state.shared import SharedState
-from tests.support.processes import RedisCluster
+from tests.support.processes import RedisCluster, free_port
 from tests.unit.ratelimit.conftest import entered
 
 # coredis's Cluster client leaves anyio memory streams unclosed when it exits, even after
@@ -94,3 +94,26 @@ async def test_a_stale_map_is_corrected_through_coredis(cluster: RedisCluster) -
         await b.close()
         wrong.close()
         links.close()
+
+
+async def test_an_unreachable_primary_is_left_to_coredis(cluster: RedisCluster) -> None:
+    # The map names a node that no longer answers (failed over, gone): coredis learns the
+    # topology only from its own failures, so the call goes through it and is decided.
+    state = SharedState("redis", RedisConfig(url=cluster.url, command_timeout=2.0))
+    async with entered(state.redis):
+        gone = RespLink("127.0.0.1", free_port(), connect_timeout=0.5)
+
+        class DeadPrimary(ClusterLinks):
+            def for_slot(self, slot: int) -> RespLink | None:
+                return gone
+
+        dead = DeadPrimary(state.redis, connect_timeout=0.5)
+        b = RedisBatcher(state.redis, cluster=True, timeout=2.0, cluster_links=dead)
+        await b.start()
+        allowed = await _decide_all(b, range(2000, 2003), 4)
+        assert allowed == [True, True, True, False] * 3
+        assert b.available  # no outage: every decision was made in Redis
+        await b.close()
+        gone.close()
+        assert state.cluster_links is not None
+        state.cluster_links.close()
