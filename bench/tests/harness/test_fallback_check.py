@@ -31,3 +31,9 @@ def test_no_commands_in_redis_is_refused_even_without_a_log_line() -> None:
     idle = {**HEALTHY, "commands_per_request": 0.0}
     with pytest.raises(Unavailable, match="5000/s"):
         _require_redis_decisions(_result(HEALTHY, idle), "")
+
+
+def test_a_run_that_completed_nothing_is_not_blamed_on_redis() -> None:
+    res = _result(HEALTHY, {**HEALTHY, "commands_per_request": 0.0})
+    res.fixed_rates[0]["requests"] = 0
+    _require_redis_decisions(res, "")
