@@ -13,6 +13,7 @@ import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ class Result:
     fixed_rates: list[dict[str, Any]] = field(default_factory=list)
     redis_at_max: dict[str, float] | None = None
     cpu_ms_per_1k: float | None = None
+    # The fallback episode the gateway logged during the warm-up and max-load runs, if any.
+    fallback_at_max: str | None = None
     notes: list[str] = field(default_factory=list)
     against: str | None = None
     kind: str = "gateway"
@@ -84,23 +87,37 @@ def _tokens(secret: str, users: int) -> list[str]:
 FALLBACK_LOGS = ("Redis unavailable for rate limiting", "rate limit script call failed")
 
 
-def _require_redis_decisions(res: Result, gateway_output: str) -> None:
-    """A limiter that fell back to its in-process copy (Redis unreachable or too slow, a
-    broken link) answers just as fast and with the same headers, so the probes cannot tell.
-    The batcher logs every fallback episode, and Redis's own counters show whether
-    decisions reached it at all (each runs at least one command per limit in the script)."""
-    for line in gateway_output.splitlines():
+def fallback_line(log_text: str) -> str | None:
+    """The first fallback episode the gateway logged in ``log_text``, if any."""
+    for line in log_text.splitlines():
         if any(marker in line for marker in FALLBACK_LOGS):
-            raise Unavailable(f"rate limiter fell back to in-process decisions during the run: {line.strip()[:300]}")
-    # A run that completed no request (reported on its own) says nothing about Redis.
-    runs = [("max load", res.redis_at_max if (res.throughput or {}).get("requests", 1) else None)]
-    runs += [(f"{e['offered_rps']:g}/s", e.get("redis") if e.get("requests", 1) else None) for e in res.fixed_rates]
-    for label, cost in runs:
-        if cost is not None and cost["commands_per_request"] < 1:
-            raise Unavailable(
-                f"rate limiter not deciding in Redis at {label}: {cost['commands_per_request']:g} Redis commands "
-                "per request (decisions fell back to the in-process limiter)"
-            )
+            return line.strip()[:300]
+    return None
+
+
+def _require_redis_decisions(res: Result) -> None:
+    """A limiter that fell back to its in-process copy (Redis unreachable, or slower than the
+    command timeout under overload) answers just as fast and with the same headers, so the
+    probes cannot tell. Each run records the fallback episodes the batcher logged during it
+    (``fell_back``), and Redis's own counters show whether decisions reached it at all (each
+    runs at least one command per limit in the script). Without valid maximum-throughput
+    figures the scenario is not available; a fixed-rate run that fell back keeps its figures
+    but is marked, and its targets count as failed."""
+    at_max = res.redis_at_max if (res.throughput or {}).get("requests", 1) else None
+    if res.fallback_at_max:
+        raise Unavailable(f"rate limiter fell back to in-process decisions at max load: {res.fallback_at_max}")
+    if at_max is not None and at_max["commands_per_request"] < 1:
+        raise Unavailable(
+            f"rate limiter not deciding in Redis at max load: {at_max['commands_per_request']:g} Redis commands "
+            "per request (decisions fell back to the in-process limiter)"
+        )
+    for entry in res.fixed_rates:
+        cost = entry.get("redis") if entry.get("requests", 1) else None  # nothing sent says nothing
+        if cost is not None and cost["commands_per_request"] < 1 and not entry.get("fell_back"):
+            entry["fell_back"] = f"{cost['commands_per_request']:g} Redis commands per request"
+        if entry.get("fell_back"):
+            res.notes.append(f"at {entry['offered_rps']:g}/s the rate limiter fell back to in-process decisions "
+                             f"(its figures are not the scenario's): {entry['fell_back']}")
 
 
 def _busy_fraction(seconds: float = 1.0) -> float:
@@ -215,9 +232,10 @@ class Harness:
             scenarios.wait_for_access_log(gateway.output)
         exports_before = self.upstream.otlp_exports()
         self._measure(res, gateway.url + scenarios.PATH, headers, rotate=rotate,
-                      cpu_pids=load.process_tree(gateway.proc.pid), redis=sc.features.needs_redis())
+                      cpu_pids=load.process_tree(gateway.proc.pid), redis=sc.features.needs_redis(),
+                      log=gateway.output if sc.features.rate_limit else None)
         if sc.features.rate_limit:
-            _require_redis_decisions(res, gateway.output())
+            _require_redis_decisions(res)
         if sc.features.tracing is not None:
             time.sleep(2.5)  # one export interval, so the last batch is counted
             exported = self.upstream.otlp_exports() - exports_before
@@ -282,9 +300,12 @@ class Harness:
         cpu_pids: list[int],
         rotate: tuple[str, str, list[str]] | None = None,
         redis: bool = False,
+        log: Callable[[], str] | None = None,
     ) -> None:
+        """``log``: the gateway's output so far, to tell which runs the rate limiter fell back in."""
         o = self.o
         info = self.redis_info if redis else None
+        mark = len(log()) if log else 0
         # Warm-up: pools fill, caches and the token cache fill; results discarded.
         load.run_wrk(url, duration=o.warmup, connections=o.connections, headers=headers, rotate=rotate)
         before = info.snapshot() if info else None
@@ -298,6 +319,9 @@ class Harness:
             res.redis_at_max = load.redis_delta(before, info.snapshot(), tp.requests)
         if tp.non_2xx or tp.socket_errors:
             res.notes.append(f"max-throughput run: {tp.non_2xx} non-2xx responses, {tp.socket_errors} socket errors")
+        if log is not None:
+            text = log()
+            res.fallback_at_max, mark = fallback_line(text[mark:]), len(text)
         for rate in o.rates:
             before = info.snapshot() if info else None
             if o.generator == "h2load":
@@ -308,6 +332,9 @@ class Harness:
             entry = fr.to_dict()
             if before is not None and info is not None:
                 entry["redis"] = load.redis_delta(before, info.snapshot(), fr.requests)
+            if log is not None:
+                text = log()
+                entry["fell_back"], mark = fallback_line(text[mark:]), len(text)
             res.fixed_rates.append(entry)
             if fr.shortfall:
                 res.notes.append(f"at {rate:g}/s offered only {fr.achieved_rps:g}/s were achieved")
