@@ -280,7 +280,12 @@ def gateway_config(features: Features, ctx: Context) -> dict[str, Any]:
     if features.needs_redis():
         if ctx.redis_url is None:
             raise Unavailable("needs Redis, which is not running")
-        config["redis"] = {"url": ctx.redis_url}
+        # On this saturated 2-core box a worker's loop or Redis stalls for ~100 ms now and
+        # then; with the 0.1 s default such a stall sends decisions down the fail-open path
+        # for retry_interval, and the run is refused (run.py checks). The harness measures
+        # decisions made in Redis, so it gives them 1 s; production sets this timeout from
+        # its latency budget.
+        config["redis"] = {"url": ctx.redis_url, "command_timeout": 1.0}
     return config
 
 
