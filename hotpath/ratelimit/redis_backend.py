@@ -278,9 +278,7 @@ class RedisBatcher:
         except ReplyError as exc:
             if exc.code != "NOSCRIPT":
                 raise
-            self.script_loads += 1
-            log.info("rate limit script missing in Redis (restart or SCRIPT FLUSH); loading it again")
-            await self.client.script_load(self.script.source)
+            await self._reload_script()
             return await link.call(payload)
 
     def _wire(self, batch: list[_Pending]) -> bytes:
@@ -290,9 +288,7 @@ class RedisBatcher:
         args: list[bytes] = []
         n_args = 1
         for p in batch:
-            for k in p.keys:
-                raw = k.encode()
-                keys.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+            keys.extend(bulk(k.encode()) for k in p.keys)
             encoded = wire_args.get(p.args)
             if encoded is None:
                 encoded = wire_args[p.args] = b"".join(bulk(b"%d" % a) for a in p.args)
@@ -308,10 +304,14 @@ class RedisBatcher:
         try:
             return await self.client.evalsha(self.script.sha, keys, argv)
         except NoScriptError:
-            self.script_loads += 1
-            log.info("rate limit script missing in Redis (restart or SCRIPT FLUSH); loading it again")
-            await self.client.script_load(self.script.source)
+            await self._reload_script()
             return await self.client.evalsha(self.script.sha, keys, argv)
+
+    async def _reload_script(self) -> None:
+        """After NOSCRIPT (the failed call ran nothing); the caller repeats its call once."""
+        self.script_loads += 1
+        log.info("rate limit script missing in Redis (restart or SCRIPT FLUSH); loading it again")
+        await self.client.script_load(self.script.source)
 
     # -- results ---------------------------------------------------------------------------
 

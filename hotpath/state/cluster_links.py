@@ -22,24 +22,24 @@ from hotpath.state.resp import RespLink
 
 
 class ClusterLinks:
-    __slots__ = ("_client", "_links", "_settings", "connect_timeout")
+    __slots__ = ("_layout", "_links", "_settings", "connect_timeout")
 
     def __init__(self, client: Any, *, connect_timeout: float) -> None:
-        self._client = client
         self.connect_timeout = connect_timeout
+        pool = getattr(client, "connection_pool", None)
         # Credentials and the TLS context (certificate checks included) are the client's own.
-        settings = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+        settings = getattr(pool, "connection_kwargs", None)
         self._settings: dict[str, Any] = settings if isinstance(settings, dict) else {}
+        # The pool builds its layout when the client is built; it fills in on connect. No
+        # layout (another coredis), or a credential provider the link cannot use: no links.
+        layout = getattr(pool, "cluster_layout", None)
+        self._layout: Any = None if self._settings.get("credential_provider") is not None else layout
         self._links: dict[tuple[str, int], RespLink] = {}
 
-    def _layout(self) -> Any:
-        return getattr(getattr(self._client, "connection_pool", None), "cluster_layout", None)
-
     def for_slot(self, slot: int) -> RespLink | None:
-        """The link to the primary that serves ``slot``; None when the map does not know
-        (or the client authenticates through a credential provider the link cannot use)."""
-        layout = self._layout()
-        if layout is None or self._settings.get("credential_provider") is not None:
+        """The link to the primary that serves ``slot``; None when the map does not know."""
+        layout = self._layout
+        if layout is None:
             return None
         try:
             node = layout.node_for_slot(slot)
@@ -59,7 +59,7 @@ class ClusterLinks:
 
     async def warm(self, ping: bytes) -> None:
         """Connect to every known primary now, so first requests do not pay the handshakes."""
-        layout = self._layout()
+        layout = self._layout
         if layout is None:
             return
         links = [self._link(node.host, node.port) for node in layout.primaries]

@@ -13,17 +13,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Literal, NamedTuple
-from urllib.parse import unquote, urlsplit
+from typing import Any, Literal
 
 import coredis
 
 from hotpath.config.schema import RedisConfig
 from hotpath.state.cluster_links import ClusterLinks
-from hotpath.state.resp import RespLink
+from hotpath.state.resp import RespLink, command
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
-PING = b"*1\r\n$4\r\nPING\r\n"
+PING = command(b"PING")
 
 
 def is_cluster(config: RedisConfig) -> bool:
@@ -43,43 +42,31 @@ def make_client(config: RedisConfig) -> Any:
         "max_connections": config.max_connections,
     }
     if is_cluster(config):
-        return _cluster_client(parse_cluster_url(config.url), common)
+        return _cluster_client(config.url, common)
     return coredis.Redis.from_url(config.url, **common)
 
 
-class ClusterSeeds(NamedTuple):
-    nodes: list[tuple[str, int]]
-    username: str | None
-    password: str | None
-    ssl: bool
+def _cluster_client(url: str, common: dict[str, Any]) -> Any:
+    """``redis+cluster://[user:pass@]host:port[,host:port...]``: the seed nodes.
 
+    Built from explicit TCPLocations: coredis's own ``from_url`` passes dict nodes and
+    trips its deprecation warning.
+    """
+    from urllib.parse import unquote, urlsplit
 
-def parse_cluster_url(url: str) -> ClusterSeeds:
-    """``redis+cluster://[user:pass@]host:port[,host:port...]``: the seed nodes."""
+    from coredis.connection import TCPLocation
+
     parts = urlsplit(url.replace("+cluster://", "://", 1))
     netloc = parts.netloc.rpartition("@")[2]
     nodes = []
     for seed in netloc.split(","):
         host, _, port = seed.strip().rpartition(":")
-        nodes.append((host.strip("[]") or "127.0.0.1", int(port or 6379)))
-    return ClusterSeeds(
-        nodes,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None,
-        parts.scheme == "rediss",
-    )
-
-
-def _cluster_client(seeds: ClusterSeeds, common: dict[str, Any]) -> Any:
-    """Built from explicit TCPLocations: coredis's own ``from_url`` passes dict nodes and
-    trips its deprecation warning."""
-    from coredis.connection import TCPLocation
-
+        nodes.append(TCPLocation(host.strip("[]") or "127.0.0.1", int(port or 6379)))
     return coredis.RedisCluster(
-        startup_nodes=[TCPLocation(host, port) for host, port in seeds.nodes],
-        username=seeds.username,
-        password=seeds.password,
-        ssl=seeds.ssl,
+        startup_nodes=nodes,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=parts.scheme == "rediss",
         **common,
     )
 
@@ -100,14 +87,6 @@ class KeySpace:
         return f"{self.base}:{name}"
 
 
-def make_link(client: Any, config: RedisConfig) -> RespLink | None:
-    """The lean link for hot-path script calls on a standalone Redis, with the coredis
-    client's own settings; None on a Cluster (per-node links) or a Unix socket."""
-    if is_cluster(config):
-        return None
-    return RespLink.for_client(client, connect_timeout=config.connect_timeout)
-
-
 class SharedState:
     __slots__ = ("_exit", "cluster_links", "config", "keys", "kind", "link", "redis")
 
@@ -118,10 +97,15 @@ class SharedState:
         # Created here (no I/O happens until start()) so features can register scripts
         # while the configuration is compiled.
         self.redis: Any = make_client(config) if kind == "redis" else None
-        self.link: RespLink | None = make_link(self.redis, config) if kind == "redis" else None
+        # The rate limiter's lean links, with the client's own settings: one per node on a
+        # Cluster; none for a Unix socket (RespLink.for_client declines it).
+        self.link: RespLink | None = None
         self.cluster_links: ClusterLinks | None = None
-        if kind == "redis" and is_cluster(config):
-            self.cluster_links = ClusterLinks(self.redis, connect_timeout=config.connect_timeout)
+        if kind == "redis":
+            if is_cluster(config):
+                self.cluster_links = ClusterLinks(self.redis, connect_timeout=config.connect_timeout)
+            else:
+                self.link = RespLink.for_client(self.redis, connect_timeout=config.connect_timeout)
         self._exit: contextlib.AsyncExitStack | None = None
 
     async def start(self) -> None:
