@@ -10,12 +10,13 @@ Hierarchy::
     UpstreamError
     ├── UpstreamConnectError   refused, reset, DNS, TLS: the request may not have arrived
     ├── UpstreamTimeout        connect, read or total deadline passed
-    └── UpstreamBodyError      the client's request body failed mid-stream (see .cause)
+    ├── UpstreamBodyError      the client's request body failed mid-stream (see .cause)
+    └── UpstreamRequestError   the request cannot be written safely (a line break in a header)
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -47,11 +48,15 @@ class UpstreamBodyError(UpstreamError):
 
 class UpstreamResponse(Protocol):
     status: int
-
-    def header_items(self) -> Iterable[tuple[str, str]]: ...
+    # As received: names lowercased, values the upstream's bytes untouched.
+    headers: list[tuple[bytes, bytes]]
 
     async def read_chunk(self) -> bytes | None:
         """Next body chunk as it arrived, or None at the end."""
+
+
+class UpstreamRequestError(UpstreamError):
+    """Nothing was sent: writing the request as given would have let one header split."""
 
 
 Body = bytes | AsyncIterable[bytes] | None
@@ -62,15 +67,14 @@ class UpstreamClient(Protocol):
         self,
         method: str,
         url: str,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[bytes, bytes]],
         body: Body,
         timeout: float,
-        read_ahead: int = 0,
     ) -> AbstractAsyncContextManager[UpstreamResponse]:
         """Send the request; the context yields once the response head has arrived.
 
-        ``read_ahead``: body bytes the client may buffer before handing over the head and
-        the first chunk (0: every chunk as it arrives).
+        ``headers`` go out byte for byte; the client adds Host and the body's framing.
+        ``timeout`` bounds the whole exchange, the last body byte included.
         """
 
     async def start(self) -> None:
