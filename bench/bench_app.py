@@ -1,7 +1,7 @@
 """A full request through the ASGI app (``hotpath.app.build_app``) against a loopback upstream.
 
 This is one worker's whole per-request path minus Granian's HTTP parsing: normalization,
-routing, the plugin chain, header preparation, the pooled pyreqwest call to an in-process
+routing, the plugin chain, header preparation, the pooled HTTP/1.1 call to an in-process
 upstream on the same event loop, and the response relay. The feature sets are the load
 harness's scenarios (bare, metrics, access log, the full chain with JWT + Redis rate
 limits + shared breaker, and a cache hit), built in-process; Redis is a real

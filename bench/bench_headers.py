@@ -31,14 +31,14 @@ CLIENT_HEADERS: list[Header] = [
     (b"cookie", b"session=abc; theme=dark"),
 ]
 
-UPSTREAM_HEADERS: list[tuple[str, str]] = [
-    ("server", "nginx/1.22.1"),
-    ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
-    ("content-type", "application/json"),
-    ("content-length", "37"),
-    ("connection", "keep-alive"),
-    ("cache-control", "no-cache"),
-    ("x-upstream", "orders-7"),
+UPSTREAM_HEADERS: list[Header] = [
+    (b"server", b"nginx/1.22.1"),
+    (b"date", b"Mon, 01 Jan 2024 00:00:00 GMT"),
+    (b"content-type", b"application/json"),
+    (b"content-length", b"37"),
+    (b"connection", b"keep-alive"),
+    (b"cache-control", b"no-cache"),
+    (b"x-upstream", b"orders-7"),
 ]
 
 
@@ -48,7 +48,7 @@ def bench_request_headers(benchmark: Benchmark, trusted: tuple[str, ...]) -> Non
     policy = RequestHeaderPolicy(ServerConfig().identity_headers, proxies)
     extra: list[Header] = [(b"x-user-id", b"user-42"), (b"x-user-tier", b"pro")]
 
-    def prepare() -> list[tuple[str, str]]:
+    def prepare() -> list[Header]:
         return policy.build(
             CLIENT_HEADERS,
             peer="127.0.0.1",
@@ -59,10 +59,10 @@ def bench_request_headers(benchmark: Benchmark, trusted: tuple[str, ...]) -> Non
         )
 
     out = dict(benchmark(prepare))
-    assert out["x-user-id"] == "user-42"  # the verified value, not the client's
-    assert "connection" not in out and "host" not in out
-    assert out["x-forwarded-host"] == "api.example.com"
-    assert out["x-forwarded-for"] == ("203.0.113.9, 127.0.0.1" if trusted else "127.0.0.1")
+    assert out[b"x-user-id"] == b"user-42"  # the verified value, not the client's
+    assert b"connection" not in out and b"host" not in out
+    assert out[b"x-forwarded-host"] == b"api.example.com"
+    assert out[b"x-forwarded-for"] == (b"203.0.113.9, 127.0.0.1" if trusted else b"127.0.0.1")
 
 
 def bench_response_headers(benchmark: Benchmark) -> None:

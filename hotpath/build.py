@@ -21,14 +21,14 @@ from hotpath.resilience.wiring import attach_resilience
 from hotpath.router import Route, RouteTable
 from hotpath.runtime import WorkerRuntime
 from hotpath.upstream.client import UpstreamClient
-from hotpath.upstream.reqwest_client import ReqwestUpstreamClient
+from hotpath.upstream.h1_client import H1UpstreamClient
 from hotpath.upstream.service import Service
 
 ClientFactory = Callable[[ServiceConfig], UpstreamClient]
 
 
 def default_client(config: ServiceConfig) -> UpstreamClient:
-    return ReqwestUpstreamClient(config.timeouts, config.pool)
+    return H1UpstreamClient(config.timeouts, config.pool)
 
 
 def build_services(
@@ -81,7 +81,6 @@ def build_routes(loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[st
                 max_body_bytes=rc.max_body_bytes,
                 retry_non_idempotent=rc.retry_non_idempotent,
                 chain=Chain(instances),
-                read_ahead=rc.response_read_ahead,
             )
         )
     return RouteTable(routes)

@@ -94,9 +94,7 @@ class TrustedProxies:
 class RequestHeaderPolicy:
     """Builds the upstream request's header list from the client's, in one pass.
 
-    Values are decoded as UTF-8 because the client library re-encodes text as UTF-8: valid
-    UTF-8 (and ASCII) reaches the upstream byte for byte, and other bytes raise
-    ``UnicodeDecodeError``, which the proxy answers with 400.
+    Values stay the bytes the client sent (UTF-8, latin-1 or opaque), as nginx relays them.
     """
 
     __slots__ = ("_drop", "_trusted", "_underscored")
@@ -121,10 +119,10 @@ class RequestHeaderPolicy:
         request_id: str,
         correlation_id: str | None,
         extra: list[Header],
-    ) -> list[tuple[str, str]]:
+    ) -> list[Header]:
         drop = self._drop
         connection_named: frozenset[bytes] = frozenset()
-        out: list[tuple[str, str]] = []
+        out: list[Header] = []
         xff: bytes | None = None
         xfp: bytes | None = None
         xfh: bytes | None = None
@@ -150,47 +148,47 @@ class RequestHeaderPolicy:
                 # Client-address claims (RFC 7239, nginx's X-Real-IP): believed, like
                 # X-Forwarded-*, only from a trusted proxy; an upstream may act on them.
                 if self._trusted and self._trusted.trusts(peer):
-                    out.append((k.decode("latin-1"), v.decode("utf-8")))
+                    out.append((k, v))
                 continue
             if 95 in k and k.replace(b"_", b"-") in self._underscored:  # 95: "_"
                 continue
-            out.append((k.decode("latin-1"), v.decode("utf-8")))
+            out.append((k, v))
         if connection_named:
-            out = [(k, v) for k, v in out if k.encode("latin-1") not in connection_named]
+            out = [(k, v) for k, v in out if k not in connection_named]
         trusted = bool(self._trusted) and self._trusted.trusts(peer)
+        peer_b = peer.encode("latin-1")
         if trusted and xff is not None:
-            out.append(("x-forwarded-for", f"{xff.decode('latin-1')}, {peer}"))
+            out.append((XFF, xff + b", " + peer_b))
         else:
-            out.append(("x-forwarded-for", peer))
-        out.append(("x-forwarded-proto", xfp.decode("latin-1") if trusted and xfp else scheme))
+            out.append((XFF, peer_b))
+        out.append((XFP, xfp if trusted and xfp else scheme.encode("latin-1")))
         fwd_host = xfh if trusted and xfh else host
         if fwd_host is not None:
-            out.append(("x-forwarded-host", fwd_host.decode("utf-8")))
-        out.append(("x-request-id", request_id))
+            out.append((XFH, fwd_host))
+        out.append((REQUEST_ID, request_id.encode("latin-1")))
         if correlation_id is not None:
-            out.append(("x-correlation-id", correlation_id))
-        for k, v in extra:
-            out.append((k.decode("latin-1"), v.decode("utf-8")))
+            out.append((CORRELATION_ID, correlation_id.encode("latin-1")))
+        out.extend(extra)
         return out
 
 
 def response_headers(
-    upstream: Iterable[tuple[str, str]],
+    upstream: Iterable[Header],
     request_id_header: Header,
     correlation_header: Header | None,
 ) -> list[Header]:
-    """Client-bound headers from the upstream's: hop-by-hop removed, request ids added."""
+    """Client-bound headers from the upstream's (names lowercased): hop-by-hop removed,
+    request ids added."""
     out: list[Header] = []
     connection_named: list[bytes] = []
     for k, v in upstream:
-        kb = k.encode("latin-1")
-        if kb in HOP_BY_HOP:
-            if kb == b"connection":
-                connection_named.extend(t.strip().lower().encode("latin-1") for t in v.split(","))
+        if k in HOP_BY_HOP:
+            if k == b"connection":
+                connection_named.extend(t.strip().lower() for t in v.split(b","))
             continue
-        if kb in (REQUEST_ID, CORRELATION_ID):
+        if k in (REQUEST_ID, CORRELATION_ID):
             continue
-        out.append((kb, v.encode("latin-1")))
+        out.append((k, v))
     if connection_named:
         named = frozenset(connection_named)
         out = [h for h in out if h[0] not in named]

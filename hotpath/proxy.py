@@ -28,6 +28,7 @@ from hotpath.upstream.client import (
     Body,
     UpstreamBodyError,
     UpstreamConnectError,
+    UpstreamRequestError,
     UpstreamResponse,
     UpstreamTimeout,
 )
@@ -109,9 +110,10 @@ async def _stream_body(ctx: RequestContext, limit: int) -> AsyncIterator[bytes]:
 
 
 def _retry_after(head: UpstreamResponse) -> float | None:
-    for k, v in head.header_items():
-        if k == "retry-after":
-            return parse_retry_after(v)  # delta-seconds or HTTP-date; None lets backoff decide
+    for k, v in head.headers:
+        if k == b"retry-after":
+            # delta-seconds or HTTP-date; None lets backoff decide
+            return parse_retry_after(v.decode("latin-1"))
     return None
 
 
@@ -166,18 +168,14 @@ class Proxy:
         if ctx.query:
             path = f"{path}?{ctx.query.decode('latin-1')}"
         scope = ctx.scope
-        try:
-            base_headers = self._headers.build(
-                ctx.headers,
-                peer=scope["client"][0] if scope.get("client") else ctx.client_ip,
-                scheme=scope.get("scheme", "http"),
-                request_id=ctx.request_id,
-                correlation_id=ctx.correlation_id,
-                extra=ctx.upstream_headers,
-            )
-        except UnicodeDecodeError:
-            # Forwarding would re-encode the bytes (see RequestHeaderPolicy): refuse instead.
-            raise errors.bad_request("request header values must be ASCII or UTF-8 text") from None
+        base_headers = self._headers.build(
+            ctx.headers,
+            peer=scope["client"][0] if scope.get("client") else ctx.client_ip,
+            scheme=scope.get("scheme", "http"),
+            request_id=ctx.request_id,
+            correlation_id=ctx.correlation_id,
+            extra=ctx.upstream_headers,
+        )
         deadline = ctx.started + route.timeout
         attempt = 0
         breaker = service.breaker
@@ -195,10 +193,9 @@ class Proxy:
             t0 = perf_counter()
             delay: float | None = None
             try:
-                # The first attempt uses the route's own timeout (a constant, so its timedelta is
-                # cached); a retry gets what is left of the deadline.
+                # The first attempt gets the route's whole timeout; a retry what is left of it.
                 budget = route.timeout if attempt == 0 else remaining
-                async with service.client.stream(method, url, headers, body, budget, route.read_ahead) as resp:
+                async with service.client.stream(method, url, headers, body, budget) as resp:
                     status = resp.status
                     elapsed = perf_counter() - t0
                     ctx.upstream_ms = elapsed * 1000.0
@@ -214,6 +211,10 @@ class Proxy:
                         finally:
                             telemetry.upstream_finished(ctx, token, status, None)
                         return
+            except UpstreamRequestError:
+                breaker.record(permit, Outcome.IGNORED, perf_counter() - t0)
+                telemetry.upstream_finished(ctx, token, None, "bad_request")
+                raise errors.bad_request("a request header would contain a line break") from None
             except UpstreamBodyError as exc:
                 breaker.record(permit, Outcome.IGNORED, perf_counter() - t0)
                 telemetry.upstream_finished(ctx, token, None, "client_body")
@@ -255,18 +256,11 @@ class Proxy:
                 await asyncio.sleep(delay)
 
     async def _relay(self, ctx: RequestContext, route: Route, resp: UpstreamResponse, send: Any) -> None:
-        try:
-            out = response_headers(
-                resp.header_items(),
-                (b"x-request-id", ctx.request_id.encode("ascii")),
-                (b"x-correlation-id", ctx.correlation_id.encode("ascii")) if ctx.correlation_id else None,
-            )
-        except (ValueError, UnicodeError):
-            # The client library exposes header values as text and refuses bytes it cannot
-            # decode; answer like any other malformed upstream response.
-            raise errors.GatewayError(
-                502, errors.ErrorCode.PROXY_ERROR, f"upstream service '{route.service.name}' sent an unreadable header"
-            ) from None
+        out = response_headers(
+            resp.headers,
+            (b"x-request-id", ctx.request_id.encode("ascii")),
+            (b"x-correlation-id", ctx.correlation_id.encode("ascii")) if ctx.correlation_id else None,
+        )
         if ctx.response_headers:
             out.extend(ctx.response_headers)
         head = ResponseHead(resp.status, out)

@@ -27,7 +27,6 @@ class Route:
         "methods",
         "name",
         "path",
-        "read_ahead",
         "retry_non_idempotent",
         "service",
         "strip_len",
@@ -49,7 +48,6 @@ class Route:
         max_body_bytes: int,
         retry_non_idempotent: bool,
         chain: Chain,
-        read_ahead: int = 0,
     ) -> None:
         self.name = name
         self.path = path
@@ -62,7 +60,6 @@ class Route:
         self.max_body_bytes = max_body_bytes
         self.retry_non_idempotent = retry_non_idempotent
         self.chain = chain
-        self.read_ahead = read_ahead
 
     def upstream_path(self, path: str) -> str:
         """The path sent upstream: the normalized path, with the prefix stripped or replaced.

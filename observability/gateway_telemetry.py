@@ -31,12 +31,12 @@ from observability.request_metrics import RequestMetrics
 from observability.tracing import Tracing, TracingSettings
 
 if TYPE_CHECKING:
-    from hotpath.context import RequestContext
+    from hotpath.context import Header, RequestContext
 
 log = logging.getLogger("gatehouse")
 
 STARTED = object()  # ctx.span when the request started without a recorded span
-_NO_HEADERS: list[tuple[str, str]] = []
+_NO_HEADERS: list[Header] = []
 
 
 class _Attempt:
@@ -128,7 +128,7 @@ class GatewayTelemetry:
         if self.access_log is not None:
             self.access_log.write(ctx, duration)
 
-    def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[tuple[str, str]]]:
+    def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[Header]]:
         if self.tracing is None:
             return perf_counter(), _NO_HEADERS
         span, headers = self.tracing.start_attempt(ctx, attempt)

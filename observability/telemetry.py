@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from observability import deferred_counters
 
 if TYPE_CHECKING:
-    from hotpath.context import RequestContext
+    from hotpath.context import Header, RequestContext
 
 
 class Telemetry(Protocol):
@@ -21,7 +21,7 @@ class Telemetry(Protocol):
     def request_finished(self, ctx: RequestContext) -> None:
         """The response was sent (or the client went away): counters, histograms, log line."""
 
-    def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[tuple[str, str]]]:
+    def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[Header]]:
         """Starts one upstream attempt; returns a token and headers to inject (traceparent)."""
 
     def upstream_finished(
@@ -38,7 +38,7 @@ class Telemetry(Protocol):
 
 
 class NullTelemetry:
-    _NO_HEADERS: list[tuple[str, str]] = []
+    _NO_HEADERS: list[Header] = []
 
     def request_started(self, ctx: RequestContext) -> None:
         return None
@@ -46,7 +46,7 @@ class NullTelemetry:
     def request_finished(self, ctx: RequestContext) -> None:
         return None
 
-    def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[tuple[str, str]]]:
+    def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[Header]]:
         return None, self._NO_HEADERS
 
     def upstream_finished(

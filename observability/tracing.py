@@ -27,12 +27,12 @@ from urllib.parse import urlsplit
 from observability.config import TracingConfig
 
 if TYPE_CHECKING:
-    from hotpath.context import RequestContext
+    from hotpath.context import Header, RequestContext
 
 TRACEPARENT = b"traceparent"
 TRACESTATE = b"tracestate"
 _HEX = frozenset("0123456789abcdef")
-_NO_HEADERS: list[tuple[str, str]] = []
+_NO_HEADERS: list[Header] = []
 _LOW64 = (1 << 64) - 1
 _FIX_ZERO = (1 << 64) | 1
 
@@ -141,7 +141,7 @@ class _Unsampled:
 
     __slots__ = ("headers",)
 
-    def __init__(self, headers: list[tuple[str, str]]) -> None:
+    def __init__(self, headers: list[Header]) -> None:
         self.headers = headers
 
 
@@ -236,7 +236,7 @@ class Tracing:
             ids = f"{bits:048x}"
             trace_id_hex = ids[:32]
             ctx.trace_id = trace_id_hex
-            ctx.span = _Unsampled([("traceparent", f"00-{trace_id_hex}-{ids[32:]}-00")])
+            ctx.span = _Unsampled([(TRACEPARENT, f"00-{trace_id_hex}-{ids[32:]}-00".encode("ascii"))])
             return
         # The SDK span starts when the request did: its wall-clock time, from the monotonic start.
         start_ns = time.time_ns() - int((perf_counter() - ctx.started) * 1e9)
@@ -292,7 +292,7 @@ class Tracing:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=end_ns)
 
-    def start_attempt(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[tuple[str, str]]]:
+    def start_attempt(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[Header]]:
         parent = ctx.span
         if parent is None:
             return None, _NO_HEADERS
@@ -317,9 +317,9 @@ class Tracing:
             attributes=attrs,
         )
         sc = span.get_span_context()
-        headers = [("traceparent", _traceparent(sc.trace_id, sc.span_id, bool(sc.trace_flags & 1)))]
+        headers = [(TRACEPARENT, _traceparent(sc.trace_id, sc.span_id, bool(sc.trace_flags & 1)).encode("ascii"))]
         if sc.trace_state:
-            headers.append(("tracestate", sc.trace_state.to_header()))
+            headers.append((TRACESTATE, sc.trace_state.to_header().encode("latin-1")))
         return span, headers
 
     def end_attempt(self, span: Any, status: int | None, error: str | None) -> None:

@@ -54,12 +54,10 @@ def parse(argv: list[str] | None = None) -> Options | None:
     p.add_argument("--profile", action="store_true",
                    help="after measuring each gateway scenario, record a py-spy flame graph under wrk load "
                    "(installs py-spy with pip if missing)")
-    p.add_argument("--read-ahead", type=int, default=0, metavar="BYTES",
-                   help="routes[].response_read_ahead of the bench route (default 0, the gateway's default)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     a = p.parse_args(argv)
     for name, low in (("duration", 0.5), ("warmup", 0.0), ("connections", 1), ("workers", 1),
-                      ("nginx_workers", 1), ("users", 1), ("budget", 10), ("read_ahead", 0)):
+                      ("nginx_workers", 1), ("users", 1), ("budget", 10)):
         value = getattr(a, name)
         if value is not None and value < low:
             p.error(f"--{name.replace('_', '-')} must be at least {low:g}")
@@ -79,7 +77,6 @@ def parse(argv: list[str] | None = None) -> Options | None:
     o.install = not a.no_install
     o.generator = a.generator
     o.profile = a.profile
-    o.read_ahead = a.read_ahead
     if a.scenarios:
         # nginx-proxy is the reference every ratio needs.
         wanted = set(a.scenarios) | {"nginx-proxy"}

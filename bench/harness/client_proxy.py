@@ -1,24 +1,78 @@
-"""The data-path client choice, measured: one proxy loop, three HTTP client libraries.
+"""The data-path client choice, measured: one proxy loop, four HTTP clients.
 
 A raw ASGI app (run under Granian by the ``clients`` scenario) forwards every request to
 ``BENCH_UPSTREAM`` with the client named by ``BENCH_CLIENT`` and streams the answer back.
-The loop is the same for every library: each sits behind the gateway's own
-``UpstreamClient`` interface (pyreqwest through the gateway's real adapter, aiohttp and
-httpx through the small adapters below), so the table compares the libraries, not the code
-around them. Headers are passed through untouched; no gateway logic runs.
+The loop is the same for every client: each sits behind the gateway's own
+``UpstreamClient`` interface (the gateway's own HTTP/1.1 client, ``h1``, as it is; pyreqwest,
+aiohttp and httpx through the small adapters below), so the table compares the clients,
+not the code around them. No gateway logic runs. The libraries take headers as text, so
+their adapters decode and re-encode them: a cost a gateway on them pays too.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from hotpath.config.schema import PoolConfig, Timeouts
 from hotpath.upstream.client import Body, UpstreamClient, UpstreamResponse
 
-CLIENTS = ("pyreqwest", "aiohttp", "httpx")
+CLIENTS = ("h1", "pyreqwest", "aiohttp", "httpx")
+
+
+def _text(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+
+
+def _raw(items: Any) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in items]
+
+
+class _ReqwestResponse:
+    def __init__(self, response: Any) -> None:
+        self._reader = response.body_reader
+        self.status: int = response.status
+        self.headers = _raw(response.headers.items())
+
+    async def read_chunk(self) -> bytes | None:
+        chunk = await self._reader.read_chunk()
+        return None if chunk is None else chunk.to_bytes()  # type: ignore[no-any-return]
+
+
+class ReqwestClient:
+    """pyreqwest (Rust reqwest/hyper on its own Tokio runtime), set up as a proxy needs it."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+        self._timeout = timedelta(seconds=TIMEOUT)
+
+    async def start(self) -> None:
+        from pyreqwest.client import ClientBuilder
+
+        self._client = (
+            ClientBuilder().follow_redirects(False).referer(False).gzip(False).brotli(False).zstd(False)
+            .deflate(False).http1_lower_case_headers().pool_max_idle_per_host(POOL).no_proxy().build()
+        )
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, url: str, headers: list[tuple[bytes, bytes]], body: Body, timeout: float
+    ) -> AsyncIterator[UpstreamResponse]:
+        # Read-ahead 0: chunks are handed over as they arrive, as the proxy loop asks of
+        # every client (pyreqwest's default buffers 64 KiB first).
+        request = (
+            self._client.request(method, url).headers(_text(headers)).timeout(self._timeout)
+            .streamed_read_buffer_limit(0).build_streamed()
+        )
+        async with request as r:
+            yield _ReqwestResponse(r)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
 POOL = 256
 TIMEOUT = 10.0
 
@@ -27,9 +81,7 @@ class _AiohttpResponse:
     def __init__(self, response: Any) -> None:
         self._response = response
         self.status: int = response.status
-
-    def header_items(self) -> Iterable[tuple[str, str]]:
-        return self._response.headers.items()  # type: ignore[no-any-return]
+        self.headers = _raw(response.headers.items())
 
     async def read_chunk(self) -> bytes | None:
         data, _ = await self._response.content.readchunk()
@@ -53,15 +105,16 @@ class AiohttpClient:
         self,
         method: str,
         url: str,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[bytes, bytes]],
         body: Body,
         timeout: float,
-        read_ahead: int = 0,
     ) -> AsyncIterator[UpstreamResponse]:
         # The session-wide timeout applies; a per-request timeout object would add cost
-        # the pyreqwest adapter does not pay. Chunks are handed over as they arrive
-        # (read_ahead 0), as the proxy loop below asks of every client.
-        async with self._session.request(method, url, headers=headers, data=body, allow_redirects=False) as r:
+        # the other clients do not pay. Chunks are handed over as they arrive, as the proxy
+        # loop below asks of every client.
+        async with self._session.request(
+            method, url, headers=_text(headers), data=body, allow_redirects=False
+        ) as r:
             yield _AiohttpResponse(r)
 
     async def close(self) -> None:
@@ -71,12 +124,9 @@ class AiohttpClient:
 
 class _HttpxResponse:
     def __init__(self, response: Any) -> None:
-        self._response = response
         self._chunks: Any = response.aiter_raw()
         self.status: int = response.status_code
-
-    def header_items(self) -> Iterable[tuple[str, str]]:
-        return self._response.headers.items()  # type: ignore[no-any-return]
+        self.headers = _raw(response.headers.items())
 
     async def read_chunk(self) -> bytes | None:
         try:
@@ -100,15 +150,14 @@ class HttpxClient:
         self,
         method: str,
         url: str,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[bytes, bytes]],
         body: Body,
         timeout: float,
-        read_ahead: int = 0,
     ) -> AsyncIterator[UpstreamResponse]:
         # The session-wide timeout applies; a per-request timeout object would add cost
-        # the pyreqwest adapter does not pay. Chunks are handed over as they arrive
-        # (read_ahead 0), as the proxy loop below asks of every client.
-        async with self._client.stream(method, url, headers=headers, content=body) as r:
+        # the other clients do not pay. Chunks are handed over as they arrive, as the proxy
+        # loop below asks of every client.
+        async with self._client.stream(method, url, headers=_text(headers), content=body) as r:
             yield _HttpxResponse(r)
 
     async def close(self) -> None:
@@ -118,11 +167,11 @@ class HttpxClient:
 
 def make_client(name: str) -> UpstreamClient:
     if name == "pyreqwest":
-        from hotpath.upstream.reqwest_client import ReqwestUpstreamClient
+        return ReqwestClient()
+    if name == "h1":
+        from hotpath.upstream.h1_client import H1UpstreamClient
 
-        return ReqwestUpstreamClient(
-            Timeouts(connect=2, read=TIMEOUT, total=TIMEOUT), PoolConfig(max_idle_per_host=POOL)
-        )
+        return H1UpstreamClient(Timeouts(connect=2, read=TIMEOUT, total=TIMEOUT), PoolConfig(max_idle_per_host=POOL))
     if name == "aiohttp":
         return AiohttpClient()
     if name == "httpx":
@@ -154,16 +203,10 @@ class ClientProxyApp:
         url = self.upstream + scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode("latin-1")
-        headers = [
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _SKIP_B
-        ]
+        headers = [(k, v) for k, v in scope["headers"] if k not in _SKIP_B]
         try:
             async with self.client.stream(scope["method"], url, headers, None, TIMEOUT) as resp:
-                out = [
-                    (k.encode("latin-1"), v.encode("latin-1"))
-                    for k, v in resp.header_items()
-                    if k.lower() not in _SKIP_RESPONSE
-                ]
+                out = [(k, v) for k, v in resp.headers if k not in _SKIP_RESPONSE]
                 await send({"type": "http.response.start", "status": resp.status, "headers": out})
                 chunk = await resp.read_chunk()
                 while chunk is not None:
@@ -178,7 +221,7 @@ class ClientProxyApp:
 
 
 _SKIP_B = frozenset(h.encode() for h in _SKIP)
-_SKIP_RESPONSE = frozenset({"connection", "transfer-encoding", "keep-alive"})
+_SKIP_RESPONSE = frozenset({b"connection", b"transfer-encoding", b"keep-alive"})
 
 
 def _create() -> ClientProxyApp | None:

@@ -173,7 +173,6 @@ def build(
             "rates": list(options.rates),
             "wrk_connections": options.connections,
             "fixed_rate_generator": options.generator,
-            "response_read_ahead": options.read_ahead,
             "gateway_workers": options.workers,
             "nginx_workers": options.nginx_workers,
             "users": options.users,

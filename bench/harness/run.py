@@ -44,7 +44,6 @@ class Options:
     # Record a py-spy flame graph of the gateway workers per scenario, in a separate run
     # after the measured ones (sampling perturbs the figures, so never during them).
     profile: bool = False
-    read_ahead: int = 0  # routes[].response_read_ahead of the bench route
 
 
 @dataclass
@@ -169,7 +168,6 @@ class Harness:
             jwt_secret=secret,
             tokens=_tokens(secret, self.o.users),
             api_keys=[f"key-{i:05d}-{secrets.token_hex(6)}" for i in range(self.o.users)],
-            read_ahead=self.o.read_ahead,
         )
         for name in self.o.scenarios:
             if name == scenarios.CLIENTS_SCENARIO:

@@ -43,8 +43,6 @@ class Context:
     api_keys: list[str]
     # Where access-log lines go: the gateway's stdout (a file under the harness) or a path.
     access_log_output: str = "stdout"
-    # routes[].response_read_ahead for the bench route (0: the default, chunks as they come).
-    read_ahead: int = 0
 
 
 class Unavailable(Exception):
@@ -264,8 +262,6 @@ def gateway_config(features: Features, ctx: Context) -> dict[str, Any]:
     if features.breaker:
         service["breaker"] = {}  # the defaults: 50% failures over a 10 s window, 20 calls minimum
     route: dict[str, Any] = {"name": ROUTE, "path": "/api", "service": SERVICE, "plugins": route_plugins}
-    if ctx.read_ahead:
-        route["response_read_ahead"] = ctx.read_ahead
     config: dict[str, Any] = {
         "services": {SERVICE: service},
         "routes": [route],

@@ -68,10 +68,3 @@ def test_access_log_lines_are_recognised() -> None:
     assert scenarios.access_log_lines(out) == 2
 
 
-def test_read_ahead_reaches_the_route_only_when_asked() -> None:
-    ctx = _context(redis=False)
-    assert "response_read_ahead" not in scenarios.gateway_config(scenarios.Features(), ctx)["routes"][0]
-    ctx.read_ahead = 65536
-    config = scenarios.gateway_config(scenarios.Features(), ctx)
-    assert config["routes"][0]["response_read_ahead"] == 65536
-    scenarios.check_compiles(config, workers=2)
