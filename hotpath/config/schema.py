@@ -81,7 +81,7 @@ class StateConfig(Strict, frozen=True, kw_only=True):
 
 class Timeouts(Strict, frozen=True, kw_only=True):
     connect: Seconds = 2.0
-    # Longest silence while reading the response.
+    # Longest silence from the upstream once the request is sent.
     read: Seconds = 30.0
     # Whole exchange, connect to last response byte (a streamed body included).
     total: Seconds = 60.0
@@ -90,7 +90,7 @@ class Timeouts(Strict, frozen=True, kw_only=True):
 class PoolConfig(Strict, frozen=True, kw_only=True):
     max_idle_per_host: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 256
     idle_timeout: Seconds = 60.0
-    # In-flight requests per worker to this service; None means unbounded.
+    # Connections (so in-flight requests) per worker to each instance; None: unbounded.
     max_connections: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
@@ -114,11 +114,6 @@ class RouteConfig(Strict, frozen=True, kw_only=True):
     upstream_prefix: str = ""
     timeout: Seconds | None = None
     max_body_bytes: Annotated[int, msgspec.Meta(ge=0)] = 10 * 1024 * 1024
-    # Bytes of the upstream body read ahead before the response head is relayed. 0 (the
-    # default) relays every chunk as it arrives: required for server-sent events and any
-    # streamed response. A route that only serves small fixed-size bodies may set e.g.
-    # 65536 to save an upstream read per request (docs/performance.md).
-    response_read_ahead: Annotated[int, msgspec.Meta(ge=0, le=4 * 1024 * 1024)] = 0
     # Opt in to retrying non-idempotent methods on this route.
     retry_non_idempotent: bool = False
     plugins: dict[str, Any] = {}
