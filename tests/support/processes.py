@@ -135,9 +135,11 @@ class RedisCluster:
         addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
         subprocess.run(["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
                        capture_output=True, check=True, timeout=60)
+        # Every node, not just the first: until gossip reaches a node it answers CLUSTERDOWN,
+        # and a test's first call may land on exactly that node.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if "cluster_state:ok" in self.nodes[0].cli("cluster", "info"):
+            if all("cluster_state:ok" in n.cli("cluster", "info") for n in self.nodes):
                 return
             time.sleep(0.2)
         raise TimeoutError("redis cluster did not reach cluster_state:ok")
