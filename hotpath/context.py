@@ -41,6 +41,7 @@ class RequestContext:
         "client_gone",
         "client_ip",
         "correlation_id",
+        "has_body",
         "headers",
         "identity",
         "method",
@@ -84,6 +85,8 @@ class RequestContext:
         # hop-by-hop and gateway-owned headers once routing has happened.
         self.headers = headers
         self.client_ip = client_ip
+        # Whether the request declared a body (Content-Length or Transfer-Encoding).
+        self.has_body = True
         self.request_id = request_id
         self.correlation_id = correlation_id
         self.started = started

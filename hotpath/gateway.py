@@ -8,15 +8,15 @@ Content-Type is invented), and the hot path skips building objects it would disc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from itertools import chain
 from time import perf_counter
 from typing import Any
 
 from hotpath import errors
 from hotpath.context import Header, RequestContext
 from hotpath.errors import JSON_CONTENT_TYPE, ErrorCode, GatewayError
-from hotpath.headers import TrustedProxies, new_request_id, safe_id
+from hotpath.headers import XFF, TrustedProxies, new_request_id, safe_id
 from hotpath.paths import UnsafePath, normalize
 from hotpath.plugin import LocalResponse
 from hotpath.proxy import ClientGone, Proxy, ResponseAborted
@@ -61,20 +61,16 @@ class Gateway:
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = perf_counter()
         headers: list[Header] = scope["headers"]
-        size = 0
-        rid: bytes | None = None
-        cid: bytes | None = None
-        xff: bytes | None = None
-        for k, v in headers:
-            size += len(k) + len(v)
-            if k == b"x-request-id":
-                rid = v
-            elif k == b"x-correlation-id":
-                cid = v
-            elif k == b"x-forwarded-for":
-                xff = v if xff is None else xff + b"," + v
+        # C-level passes instead of a Python loop per header: the byte count, and a map
+        # (last value wins) for the few headers looked up by name.
+        size = sum(map(len, chain.from_iterable(headers)))
+        by_name = dict(headers)
         client = scope.get("client")
         peer = client[0] if client else "0.0.0.0"
+        client_ip = peer
+        if self._trusted and XFF in by_name:
+            xff = b",".join([v for k, v in headers if k == XFF])  # every hop, in order
+            client_ip = self._trusted.client_from_chain(peer, xff)
         ctx = RequestContext(
             scope,
             receive,
@@ -82,11 +78,12 @@ class Gateway:
             "",
             scope["query_string"],
             headers,
-            self._trusted.client_from_chain(peer, xff) if self._trusted else peer,
-            safe_id(rid) or new_request_id(),
-            safe_id(cid),
+            client_ip,
+            safe_id(by_name.get(b"x-request-id")) or new_request_id(),
+            safe_id(by_name.get(b"x-correlation-id")),
             started,
         )
+        ctx.has_body = b"content-length" in by_name or b"transfer-encoding" in by_name
         route = None
         try:
             raw_path: bytes = scope["raw_path"]
@@ -163,20 +160,23 @@ class Gateway:
         return errors.NOT_FOUND.exception()
 
     async def _send_local(self, ctx: RequestContext, local: LocalResponse, send: Any) -> None:
-        out = list(local.headers)
-        out.append((b"x-request-id", ctx.request_id.encode("ascii")))
+        out = [*local.headers, (b"x-request-id", ctx.request_id.encode("ascii"))]
         if ctx.correlation_id:
             out.append((b"x-correlation-id", ctx.correlation_id.encode("ascii")))
-        out.extend(ctx.response_headers)
+        if ctx.response_headers:
+            out.extend(ctx.response_headers)
         body = local.body
         if ctx.method == "HEAD":
             body = b""
-        elif not any(k == b"content-length" for k, _ in out):
-            out.append((b"content-length", str(len(body)).encode()))
+        else:
+            for k, _ in out:
+                if k == b"content-length":
+                    break
+            else:
+                out.append((b"content-length", str(len(body)).encode()))
         ctx.status = local.status
         ctx.bytes_out = len(body)
-        await _safe_send(send, {"type": "http.response.start", "status": local.status, "headers": out})
-        await _safe_send(send, {"type": "http.response.body", "body": body, "more_body": False})
+        await _send_final(send, local.status, out, body)
 
     async def _send_error(self, ctx: RequestContext, exc: GatewayError, send: Any) -> None:
         if ctx.status:
@@ -196,13 +196,13 @@ class Gateway:
         out.extend(ctx.response_headers)
         ctx.status = exc.status
         ctx.bytes_out = len(body)
-        await _safe_send(send, {"type": "http.response.start", "status": exc.status, "headers": out})
-        await _safe_send(
-            send, {"type": "http.response.body", "body": b"" if ctx.method == "HEAD" else body, "more_body": False}
-        )
+        await _send_final(send, exc.status, out, b"" if ctx.method == "HEAD" else body)
 
 
-async def _safe_send(send: Any, message: dict[str, Any]) -> None:
-    with contextlib.suppress(OSError, RuntimeError):  # the client is gone; nothing else to do
-        await send(message)
-
+async def _send_final(send: Any, status: int, headers: list[Header], body: bytes) -> None:
+    """A whole response in two messages; a client already gone gets nothing more."""
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+    except (OSError, RuntimeError):
+        pass

@@ -10,8 +10,9 @@ Responses lose hop-by-hop headers too and get the request identity headers back.
 from __future__ import annotations
 
 import ipaddress
+import os
+import random
 import re
-import secrets
 from collections.abc import Iterable
 
 from hotpath.context import Header
@@ -44,8 +45,15 @@ _SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _MAX_TRUST_CACHE = 4096
 
 
+# Request ids must be unique, not secret: a PRNG seeded from the OS saves a getrandom()
+# call per request. Reseeded in every forked worker, so siblings never share a sequence.
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+_id_bits = _ids.getrandbits
+
+
 def new_request_id() -> str:
-    return secrets.token_hex(16)
+    return f"{_id_bits(128):032x}"
 
 
 def safe_id(value: bytes | None) -> str | None:
@@ -91,23 +99,40 @@ class TrustedProxies:
         return peer
 
 
+# What RequestHeaderPolicy.build does with a header other than copying it.
+_DROP, _CONNECTION, _HOST, _XFF, _XFP, _XFH, _CLAIM = range(7)
+# Plugin-set values must stay one line each: the upstream request is written verbatim.
+_LINE_BREAK = re.compile(rb"[\r\n]")
+
+
+class UnsafeHeaderValue(ValueError):
+    """A plugin asked to send a header whose name or value holds a CR or LF."""
+
+
 class RequestHeaderPolicy:
     """Builds the upstream request's header list from the client's, in one pass.
 
     Values stay the bytes the client sent (UTF-8, latin-1 or opaque), as nginx relays them.
+    The server's HTTP parser has already refused CR and LF inside client headers; values
+    plugins add (``extra``) are checked here, since the upstream request is written as is.
     """
 
-    __slots__ = ("_drop", "_trusted", "_underscored")
+    __slots__ = ("_special", "_trusted", "_underscored")
 
     def __init__(self, identity_headers: Iterable[str], trusted: TrustedProxies) -> None:
         owned = {h.lower().encode("latin-1") for h in identity_headers}
         # Always dropped: hop-by-hop, identity headers the gateway owns, Host (the upstream
         # gets its own), Content-Length (the client library frames the body itself),
         # Expect (the gateway already answered any 100-continue), and the ids it re-sets.
-        self._drop = frozenset(HOP_BY_HOP | owned | {HOST, CONTENT_LENGTH, EXPECT, REQUEST_ID, CORRELATION_ID})
+        drop = frozenset(HOP_BY_HOP | owned | {HOST, CONTENT_LENGTH, EXPECT, REQUEST_ID, CORRELATION_ID})
+        # One dict probe per header decides its fate; most headers are not in it.
+        special = dict.fromkeys(drop, _DROP)
+        special.update({b"connection": _CONNECTION, HOST: _HOST, XFF: _XFF, XFP: _XFP, XFH: _XFH,
+                        FORWARDED: _CLAIM, REAL_IP: _CLAIM})
+        self._special = special
         # X_User_Id reaches a WSGI/CGI upstream as HTTP_X_USER_ID, the same as X-User-Id:
         # an underscore spelling of a header the gateway owns or sets is dropped too.
-        self._underscored = frozenset(self._drop | {XFF, XFP, XFH, FORWARDED, REAL_IP})
+        self._underscored = frozenset(drop | {XFF, XFP, XFH, FORWARDED, REAL_IP})
         self._trusted = trusted
 
     def build(
@@ -120,42 +145,45 @@ class RequestHeaderPolicy:
         correlation_id: str | None,
         extra: list[Header],
     ) -> list[Header]:
-        drop = self._drop
+        special = self._special.get
         connection_named: frozenset[bytes] = frozenset()
         out: list[Header] = []
+        keep = out.append
         xff: bytes | None = None
         xfp: bytes | None = None
         xfh: bytes | None = None
         host: bytes | None = None
-        for k, v in headers:
-            if k == b"connection":
-                connection_named = frozenset(t.strip().lower() for t in v.split(b",") if t.strip())
+        claims: list[Header] | None = None
+        for kv in headers:
+            k = kv[0]
+            kind = special(k)
+            if kind is None:
+                if 95 in k and k.replace(b"_", b"-") in self._underscored:  # 95: "_"
+                    continue
+                keep(kv)  # the server's own tuple: nothing to allocate
+            elif kind == _DROP:
                 continue
-            if k in drop:
-                if k == HOST:
-                    host = v
-                continue
-            if k == XFF:
-                xff = v if xff is None else xff + b", " + v
-                continue
-            if k == XFP:
-                xfp = v
-                continue
-            if k == XFH:
-                xfh = v
-                continue
-            if k in (FORWARDED, REAL_IP):
+            elif kind == _HOST:
+                host = kv[1]
+            elif kind == _XFF:
+                xff = kv[1] if xff is None else xff + b", " + kv[1]
+            elif kind == _XFP:
+                xfp = kv[1]
+            elif kind == _XFH:
+                xfh = kv[1]
+            elif kind == _CONNECTION:
+                connection_named = frozenset(t.strip().lower() for t in kv[1].split(b",") if t.strip())
+            else:
                 # Client-address claims (RFC 7239, nginx's X-Real-IP): believed, like
                 # X-Forwarded-*, only from a trusted proxy; an upstream may act on them.
-                if self._trusted and self._trusted.trusts(peer):
-                    out.append((k, v))
-                continue
-            if 95 in k and k.replace(b"_", b"-") in self._underscored:  # 95: "_"
-                continue
-            out.append((k, v))
-        if connection_named:
-            out = [(k, v) for k, v in out if k not in connection_named]
+                if claims is None:
+                    claims = []
+                claims.append(kv)
         trusted = bool(self._trusted) and self._trusted.trusts(peer)
+        if claims is not None and trusted:
+            out.extend(claims)
+        if connection_named:
+            out = [kv for kv in out if kv[0] not in connection_named]
         peer_b = peer.encode("latin-1")
         if trusted and xff is not None:
             out.append((XFF, xff + b", " + peer_b))
@@ -168,8 +196,16 @@ class RequestHeaderPolicy:
         out.append((REQUEST_ID, request_id.encode("latin-1")))
         if correlation_id is not None:
             out.append((CORRELATION_ID, correlation_id.encode("latin-1")))
-        out.extend(extra)
+        if extra:
+            for k, v in extra:
+                if _LINE_BREAK.search(v) or _LINE_BREAK.search(k):
+                    raise UnsafeHeaderValue(f"header {k!r} set by a plugin contains a line break")
+            out.extend(extra)
         return out
+
+
+# Response headers never relayed as they came: hop-by-hop ones and the ids the gateway sets.
+_RESPONSE_SPECIAL = HOP_BY_HOP | {REQUEST_ID, CORRELATION_ID}
 
 
 def response_headers(
@@ -180,15 +216,16 @@ def response_headers(
     """Client-bound headers from the upstream's (names lowercased): hop-by-hop removed,
     request ids added."""
     out: list[Header] = []
-    connection_named: list[bytes] = []
-    for k, v in upstream:
-        if k in HOP_BY_HOP:
-            if k == b"connection":
-                connection_named.extend(t.strip().lower() for t in v.split(b","))
+    keep = out.append
+    connection_named: list[bytes] | None = None
+    for kv in upstream:
+        if kv[0] in _RESPONSE_SPECIAL:
+            if kv[0] == b"connection":
+                if connection_named is None:
+                    connection_named = []
+                connection_named.extend(t.strip().lower() for t in kv[1].split(b","))
             continue
-        if k in (REQUEST_ID, CORRELATION_ID):
-            continue
-        out.append((k, v))
+        keep(kv)
     if connection_named:
         named = frozenset(connection_named)
         out = [h for h in out if h[0] not in named]

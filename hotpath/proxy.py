@@ -19,7 +19,7 @@ from typing import Any
 
 from hotpath import errors
 from hotpath.context import RequestContext
-from hotpath.headers import RequestHeaderPolicy, response_headers
+from hotpath.headers import RequestHeaderPolicy, UnsafeHeaderValue, response_headers
 from hotpath.plugin import BodyTap, ResponseHead
 from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT, Outcome, RetryPolicy
 from hotpath.resilience.retry import parse_retry_after
@@ -28,7 +28,6 @@ from hotpath.upstream.client import (
     Body,
     UpstreamBodyError,
     UpstreamConnectError,
-    UpstreamRequestError,
     UpstreamResponse,
     UpstreamTimeout,
 )
@@ -125,10 +124,7 @@ class Proxy:
         self._telemetry = telemetry
         self._watch = DisconnectWatch()
 
-    async def _request_body(self, ctx: RequestContext, route: Route) -> Body:
-        length, has_body = _content_length(ctx)
-        if not has_body:
-            return None
+    async def _request_body(self, ctx: RequestContext, route: Route, length: int | None) -> Body:
         limit = route.max_body_bytes
         if length is not None:
             if length > limit:
@@ -143,7 +139,11 @@ class Proxy:
         return _stream_body(ctx, limit)
 
     async def forward(self, ctx: RequestContext, route: Route, send: Any) -> None:
-        body = await self._request_body(ctx, route)
+        body: Body = None
+        if ctx.has_body:
+            length, has_body = _content_length(ctx)
+            if has_body:
+                body = await self._request_body(ctx, route, length)
         retry = route.service.retry
         retry.on_request()
         replayable = body is None or isinstance(body, bytes)
@@ -168,14 +168,18 @@ class Proxy:
         if ctx.query:
             path = f"{path}?{ctx.query.decode('latin-1')}"
         scope = ctx.scope
-        base_headers = self._headers.build(
-            ctx.headers,
-            peer=scope["client"][0] if scope.get("client") else ctx.client_ip,
-            scheme=scope.get("scheme", "http"),
-            request_id=ctx.request_id,
-            correlation_id=ctx.correlation_id,
-            extra=ctx.upstream_headers,
-        )
+        try:
+            base_headers = self._headers.build(
+                ctx.headers,
+                peer=scope["client"][0] if scope.get("client") else ctx.client_ip,
+                scheme=scope.get("scheme", "http"),
+                request_id=ctx.request_id,
+                correlation_id=ctx.correlation_id,
+                extra=ctx.upstream_headers,
+            )
+        except UnsafeHeaderValue:
+            # Written verbatim upstream, a line break would start a header of its own.
+            raise errors.bad_request("a header the gateway would send upstream contains a line break") from None
         deadline = ctx.started + route.timeout
         attempt = 0
         breaker = service.breaker
@@ -185,7 +189,8 @@ class Proxy:
             if remaining <= 0:
                 raise errors.upstream_timeout(service.name)
             permit = breaker.admit()
-            await permit.ready()
+            if permit.pending:
+                await permit.ready()
             url = service.pick() + path
             ctx.upstream_url = url
             token, trace_headers = telemetry.upstream_started(ctx, attempt)
@@ -211,10 +216,6 @@ class Proxy:
                         finally:
                             telemetry.upstream_finished(ctx, token, status, None)
                         return
-            except UpstreamRequestError:
-                breaker.record(permit, Outcome.IGNORED, perf_counter() - t0)
-                telemetry.upstream_finished(ctx, token, None, "bad_request")
-                raise errors.bad_request("a request header would contain a line break") from None
             except UpstreamBodyError as exc:
                 breaker.record(permit, Outcome.IGNORED, perf_counter() - t0)
                 telemetry.upstream_finished(ctx, token, None, "client_body")
@@ -277,24 +278,24 @@ class Proxy:
         try:
             if declared is None:
                 # Unknown length (chunked, SSE): headers go out now, chunks as they come.
-                await _send(send, start)
+                await send(start)
                 ctx.status = head.status
                 first = await resp.read_chunk()
             else:
                 first = await resp.read_chunk()
                 if first is None or len(first) == int(declared):
                     ctx.status = head.status
-                    await _send(send, start)
+                    await send(start)
                     body = first or b""
                     if taps:
                         for t in taps:
                             t.feed(body)
                     ctx.bytes_out = len(body)
-                    await _send(send, {"type": "http.response.body", "body": body, "more_body": False})
+                    await send({"type": "http.response.body", "body": body, "more_body": False})
                     complete = True
                     return
                 ctx.status = head.status
-                await _send(send, start)
+                await send(start)
             sent = 0
             chunk = first
             while chunk is not None:
@@ -303,10 +304,14 @@ class Proxy:
                         t.feed(chunk)
                 sent += len(chunk)
                 ctx.bytes_out = sent
-                await _send(send, {"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 chunk = await resp.read_chunk()
-            await _send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             complete = True
+        except (OSError, RuntimeError) as exc:
+            # What the server raises from send() once the client has gone (the upstream
+            # client raises UpstreamError types only, never these).
+            raise ClientGone() from exc
         finally:
             if taps:
                 for t in taps:
@@ -366,10 +371,3 @@ class DisconnectWatch:
                 self._watchers.pop(ctx, None)
                 target.cancel()
                 return
-
-
-async def _send(send: Any, message: dict[str, Any]) -> None:
-    try:
-        await send(message)
-    except (OSError, RuntimeError) as exc:
-        raise ClientGone() from exc

@@ -29,6 +29,10 @@ class Outcome(StrEnum):
 
 
 class Permit(Protocol):
+    # True when ready() must be awaited before the call (a lease to win); False for the
+    # common permit, so the hot path skips a coroutine per request.
+    pending: bool
+
     async def ready(self) -> None: ...
 
 
@@ -52,6 +56,7 @@ class RetryPolicy(Protocol):
 
 class _OpenPermit:
     __slots__ = ()
+    pending = False
 
     async def ready(self) -> None:
         return None

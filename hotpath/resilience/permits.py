@@ -18,6 +18,7 @@ class EpochPermit:
     """The permit of every call admitted while closed in one epoch."""
 
     __slots__ = ("epoch",)
+    pending = False
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
@@ -30,6 +31,7 @@ class ProbePermit:
     """A half-open probe of an in-process breaker: the lease is already held."""
 
     __slots__ = ("owner", "token")
+    pending = False
 
     def __init__(self, owner: object, token: int) -> None:
         self.owner = owner

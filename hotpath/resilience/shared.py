@@ -48,6 +48,7 @@ class SharedProbe:
     """A half-open call: admitted locally, then a lease must be won in Redis."""
 
     __slots__ = ("epoch", "granted", "inner", "owner", "token")
+    pending = True
 
     def __init__(self, owner: SharedBreaker, token: str) -> None:
         self.owner = owner

