@@ -7,6 +7,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,51 @@ def test_a_failing_output_counts_write_errors(pipe: tuple[int, int]) -> None:
         writer.submit(_chunk(i), 10)
     assert writer.close(10)
     assert drops.lines["write_error"] == 30
+
+
+def test_a_pipe_with_room_is_written_from_the_caller_without_the_thread(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    drops = Drops()
+    writer = LineWriter(w, 1 << 20, drops)
+    for i in range(5):
+        assert writer.submit(_chunk(i), 10)
+    # Written before close(): nothing went through the thread's queue.
+    assert _read_all(r) == b"".join(_chunk(i) for i in range(5))
+    assert writer.direct_chunks == 5
+    assert writer.close(10)
+    assert not drops.lines
+
+
+def test_a_full_pipe_hands_over_to_the_thread_and_order_holds(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    drops = Drops()
+    writer = LineWriter(w, 1 << 22, drops)
+    chunks = [_chunk(i) for i in range(3000)]  # about 500 kB: the 64 kB pipe fills
+    for c in chunks:
+        assert writer.submit(c, 10)
+    assert writer.direct_chunks < len(chunks)
+    got = bytearray()
+    reader_done = threading.Event()
+
+    def drain() -> None:
+        while len(got) < sum(map(len, chunks)):
+            got.extend(os.read(r, 65536))
+        reader_done.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    assert writer.close(20)
+    assert reader_done.wait(20)
+    assert bytes(got) == b"".join(chunks)
+    assert not drops.lines
+
+
+def test_a_regular_file_gets_every_chunk_in_order(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        writer = LineWriter(fd, 1 << 20, Drops())
+        for i in range(3):
+            assert writer.submit(_chunk(i), 10)
+        assert writer.close(10)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "log").read_bytes() == b"".join(_chunk(i) for i in range(3))
