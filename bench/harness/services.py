@@ -211,7 +211,8 @@ def start_gateway(config: dict[str, Any], *, workers: int, env: Mapping[str, str
     """The gateway, ready; if it never gets ready, its processes are stopped before raising."""
     gateway = Gateway.__new__(Gateway)
     try:
-        gateway.__init__(config, workers=workers, env=env, ready_timeout=40)  # type: ignore[misc]
+        # stdout (where the access log goes) is a pipe, as under a container runtime.
+        gateway.__init__(config, workers=workers, env=env, ready_timeout=40, stdout_pipe=True)  # type: ignore[misc]
     except BaseException as exc:
         if hasattr(gateway, "proc"):
             stop_gateway(gateway)

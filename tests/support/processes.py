@@ -198,7 +198,10 @@ class Gateway:
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 30.0,
         expect_failure: bool = False,
+        stdout_pipe: bool = False,
     ) -> None:
+        """``stdout_pipe``: the gateway's stdout is a pipe drained into the log by ``cat``,
+        as a container runtime drains it, instead of the log file itself."""
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gh-gateway-"))
         self.config_path = self.dir / "gatehouse.yaml"
@@ -213,10 +216,17 @@ class Gateway:
         self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEHOUSE_", "REDIS_URL"))}
         full_env.update(env or {})
+        self._drain: subprocess.Popen[bytes] | None = None
+        out: Any = self._log
+        if stdout_pipe:
+            self._drain = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=self._log, start_new_session=True)
+            out = self._drain.stdin
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hotpath.cli", "run", "-c", str(self.config_path)],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=full_env,
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=full_env,
         )
+        if self._drain is not None and self._drain.stdin is not None:
+            self._drain.stdin.close()  # the gateway holds the only write end: cat ends with it
         if expect_failure:
             self.proc.wait(ready_timeout)
             return
@@ -251,6 +261,11 @@ class Gateway:
 
     def stop(self) -> None:
         stop_process_group(self.proc, timeout=30)
+        if self._drain is not None:
+            try:
+                self._drain.wait(5)
+            except subprocess.TimeoutExpired:
+                stop_process_group(self._drain)
         self._log.close()
 
 
