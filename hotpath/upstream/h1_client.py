@@ -716,4 +716,7 @@ class H1UpstreamClient:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        # Aborted transports finish closing on the next loop iteration: let them, so none
+        # is left half-closed when the worker's loop stops.
+        await asyncio.sleep(0)
 

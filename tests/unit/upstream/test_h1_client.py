@@ -81,6 +81,7 @@ def peer_factory() -> Iterator[Callable[[Handler], Peer]]:
     thread.start()
     servers: list[asyncio.Server] = []
     tasks: set[asyncio.Task[None]] = set()
+    writers: list[asyncio.StreamWriter] = []
 
     def start(handler: Handler) -> Peer:
         peer = Peer(handler, port=free_port())
@@ -90,6 +91,7 @@ def peer_factory() -> Iterator[Callable[[Handler], Peer]]:
             task = asyncio.current_task()
             assert task is not None
             tasks.add(task)
+            writers.append(writer)
             try:
                 while True:
                     request = await _read_request(reader)
@@ -116,12 +118,17 @@ def peer_factory() -> Iterator[Callable[[Handler], Peer]]:
     async def close() -> None:
         for s in servers:
             s.close()
+        # A connection accepted just now has a handler task that has not run yet; cancelled
+        # before its first step, its finally (which closes the transport) would never run.
+        await asyncio.sleep(0.05)
         for t in list(tasks):
             t.cancel()
         for _ in range(500):
             if not tasks:
                 break
             await asyncio.sleep(0.01)
+        for w in writers:  # whatever path a handler took, its transport ends here
+            w.transport.abort()
         await asyncio.sleep(0.05)  # let the closed transports finish
 
     asyncio.run_coroutine_threadsafe(close(), loop).result(5)
