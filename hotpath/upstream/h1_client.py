@@ -376,20 +376,15 @@ class _Pool:
                 return conn
         return None
 
-    async def acquire(self, deadline: float) -> tuple[_Connection, bool]:
-        """A connection for one exchange, and whether it was reused from the pool."""
-        idle = self._idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn, True
+    async def open(self, deadline: float) -> tuple[_Connection, bool]:
+        """When ``take_idle`` had none: wait for a slot under ``max_connections`` (an idle
+        connection may come back meanwhile), or connect. Says whether it was reused."""
         limit = self._max_connections
         while limit is not None and self.size >= limit:
             await self._wait_for_slot(deadline)
-            while idle:
-                conn = idle.pop()
-                if not conn.closed:
-                    return conn, True
+            conn = self.take_idle()
+            if conn is not None:
+                return conn, True
         return await self._connect(deadline), False
 
     async def _wait_for_slot(self, deadline: float) -> None:
@@ -435,11 +430,10 @@ class _Pool:
         if not reusable or conn.closed or self._closed or len(self._idle) >= self._max_idle:
             conn.abort()  # connection_lost calls forget(), which frees its slot
             return
-        loop = asyncio.get_running_loop()
-        conn.idle_since = loop.time()
+        conn.idle_since = self.clock()
         self._idle.append(conn)
         if self._sweep is None:
-            self._sweep = loop.call_later(self._idle_timeout, self._close_idle)
+            self._sweep = asyncio.get_running_loop().call_later(self._idle_timeout, self._close_idle)
         self._wake_waiter()
 
     def forget(self, conn: _Connection) -> None:
@@ -566,7 +560,7 @@ class _Exchange:
         replayable = body is None or isinstance(body, bytes)
         while True:
             idle = self._pool.take_idle()
-            conn, reused = (idle, True) if idle is not None else await self._pool.acquire(deadline)
+            conn, reused = (idle, True) if idle is not None else await self._pool.open(deadline)
             self._conn = conn
             head_waiter: asyncio.Future[_Response] = loop.create_future()
             self._response = conn.begin(head_waiter, self._method == "HEAD")
