@@ -116,11 +116,12 @@ def peer_factory() -> Iterator[Callable[[Handler], Peer]]:
     yield start
 
     async def close() -> None:
+        # A connection the client opened just before the test ended may not be accepted,
+        # or its handler not started, yet: let both happen first, so that every accepted
+        # transport has a handler (and a writer here) that closes it.
+        await asyncio.sleep(0.05)
         for s in servers:
             s.close()
-        # A connection accepted just now has a handler task that has not run yet; cancelled
-        # before its first step, its finally (which closes the transport) would never run.
-        await asyncio.sleep(0.05)
         for t in list(tasks):
             t.cancel()
         for _ in range(500):
