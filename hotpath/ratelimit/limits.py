@@ -33,7 +33,7 @@ class CompiledLimit:
         self.capacity = a
         if kind == SLIDING:
             self.suffix = f"w{b}x{c}"
-            window_us = b * c
+            window_us = b * (c - 1)  # c counts the window's buckets plus the one it starts in
         else:
             self.suffix = f"b{b}r{c}"
             window_us = -(-a * b // c)  # time to refill a full bucket
@@ -77,7 +77,9 @@ def compile_limit(cfg: LimitConfig, default_name: str) -> CompiledLimit:
             raise ValueError(f"limit '{name}': sub-windows would be shorter than 1 ms; lower the precision")
         if cfg.limit * 2 > MAX_EXACT:
             raise ValueError(f"limit '{name}': limit is too large")
-        return CompiledLimit(SLIDING, cfg.limit, bucket, prec, name)
+        # One bucket more than the precision counts: a unit's bucket keeps counting until it
+        # has wholly left the window, so no span of `window` ever admits more than `limit`.
+        return CompiledLimit(SLIDING, cfg.limit, bucket, prec + 1, name)
     assert isinstance(cfg, TokenBucket)
     period_us = round(cfg.period * US)
     burst = cfg.burst or cfg.rate

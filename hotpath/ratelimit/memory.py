@@ -169,14 +169,14 @@ class MemoryBackend:
         while len(state) >= self.max_keys:
             state.popitem(last=False)
 
-    def _sw_trim(self, key: str, now: int, bucket: int, prec: int) -> tuple[int, int, int]:
+    def _sw_trim(self, key: str, now: int, bucket: int, span: int) -> tuple[int, int, int]:
         cur = now // bucket
-        low = cur - prec + 1
+        low = cur - span + 1
         st = self._live(key, now)
         if not isinstance(st, _Window):
             return 0, cur, low
         if st.oldest is not None and st.oldest < low:
-            if low - st.oldest >= prec:
+            if low - st.oldest >= span:
                 del self._state[key]
                 return 0, cur, low
             for i in range(st.oldest, low):
@@ -185,7 +185,7 @@ class MemoryBackend:
         return st.total, cur, low
 
     def _sw_waits(
-        self, key: str, now: int, bucket: int, prec: int, low: int, cur: int, need: int
+        self, key: str, now: int, bucket: int, span: int, low: int, cur: int, need: int
     ) -> tuple[int, int]:
         st = self._state.get(key)
         freed, retry, newest = 0, -1, None
@@ -196,11 +196,11 @@ class MemoryBackend:
                     newest = i
                     freed += c
                     if retry < 0 and freed >= need:
-                        retry = (i + prec) * bucket - now
-        reset = (newest + prec) * bucket - now if newest is not None else 0
+                        retry = (i + span) * bucket - now
+        reset = (newest + span) * bucket - now if newest is not None else 0
         return max(retry, 0), reset
 
-    def _sw_commit(self, key: str, now: int, bucket: int, prec: int, cur: int, low: int, total: int,
+    def _sw_commit(self, key: str, now: int, bucket: int, span: int, cur: int, low: int, total: int,
                    cost: int) -> int:
         st = self._state.get(key)
         if not isinstance(st, _Window):
@@ -209,7 +209,7 @@ class MemoryBackend:
         st.buckets[cur] = st.buckets.get(cur, 0) + cost
         st.total = total + cost
         st.oldest = low
-        ttl = (cur + prec) * bucket - now
+        ttl = (cur + span) * bucket - now
         # Redis PEXPIRE rounds up to whole milliseconds; so does this.
         st.expires = now + _ceil_div(ttl, 1000) * 1000
         return ttl

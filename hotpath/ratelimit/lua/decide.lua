@@ -5,7 +5,7 @@
 -- Cluster slot when running on a Cluster).
 -- ARGV[1]: number of decisions; then per decision: cost, number of limits, and per limit
 -- four integers: kind, a, b, c.
---   kind 1, sliding window: a = limit, b = bucket length (us), c = buckets per window
+--   kind 1, sliding window: a = limit, b = bucket length (us), c = buckets that count (precision + 1)
 --   kind 2, token bucket:   a = burst, b = period (us), c = tokens per period
 -- Reply: {now_ms, then per decision: allowed (1/0), index (1-based), limit, remaining,
 -- reset_ms, retry_ms} for the tightest limit: the one with least remaining when allowed, the one that needs

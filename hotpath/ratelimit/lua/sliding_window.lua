@@ -1,10 +1,11 @@
 -- Sliding window, counted in sub-windows ("buckets") of a hash:
 --   field 't' = units counted in the window, 'o' = oldest bucket that may still count,
 --   field '<bucket index>' = units consumed in that bucket.
--- Bucket i covers [i*bucket, (i+1)*bucket) microseconds and counts while i > cur - prec.
--- A unit therefore counts for at least the whole window (never over-admits) and stops
--- counting at most one bucket late. The key expires when its newest bucket stops
--- counting, which is never later than one window from the last write.
+-- Bucket i covers [i*bucket, (i+1)*bucket) microseconds and counts while i > cur - span,
+-- where span = precision + 1: the window plus the bucket it started in. A unit therefore
+-- counts for at least the whole window (never over-admits) and stops counting at most one
+-- bucket late. The key expires when its newest bucket stops counting, which is never later
+-- than one window plus one bucket from the last write.
 
 local function sw_fmt(i)
   return string.format('%d', i)
@@ -12,14 +13,14 @@ end
 
 -- Drops buckets that left the window; returns units still counted, current bucket, lowest
 -- counted bucket.
-local function sw_trim(key, now, bucket, prec)
+local function sw_trim(key, now, bucket, span)
   local cur = math.floor(now / bucket)
-  local low = cur - prec + 1
+  local low = cur - span + 1
   local h = redis.call('HMGET', key, 't', 'o')
   local total = tonumber(h[1]) or 0
   local oldest = tonumber(h[2])
   if oldest ~= nil and oldest < low then
-    if low - oldest >= prec then
+    if low - oldest >= span then
       redis.call('DEL', key)
       total = 0
     else
@@ -40,7 +41,7 @@ end
 
 -- Microseconds until `need` units have left the window (retry), and until all of them
 -- have (full reset). Read-only; only called for refusals and peeks.
-local function sw_waits(key, now, bucket, prec, low, cur, need)
+local function sw_waits(key, now, bucket, span, low, cur, need)
   local fields = {}
   for i = low, cur do
     fields[#fields + 1] = sw_fmt(i)
@@ -53,13 +54,13 @@ local function sw_waits(key, now, bucket, prec, low, cur, need)
       newest = low + j - 1
       freed = freed + c
       if retry < 0 and freed >= need then
-        retry = (newest + prec) * bucket - now
+        retry = (newest + span) * bucket - now
       end
     end
   end
   local reset = 0
   if newest ~= nil then
-    reset = (newest + prec) * bucket - now
+    reset = (newest + span) * bucket - now
   end
   if retry < 0 then
     retry = 0
@@ -67,10 +68,10 @@ local function sw_waits(key, now, bucket, prec, low, cur, need)
   return retry, reset
 end
 
-local function sw_commit(key, now, bucket, prec, cur, low, total, cost)
+local function sw_commit(key, now, bucket, span, cur, low, total, cost)
   redis.call('HINCRBY', key, sw_fmt(cur), cost)
   redis.call('HSET', key, 't', total + cost, 'o', low)
-  local ttl = (cur + prec) * bucket - now
+  local ttl = (cur + span) * bucket - now
   redis.call('PEXPIRE', key, math.ceil(ttl / 1000))
   return ttl
 end

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,6 +51,10 @@ class Harness:
     async def advance(self, seconds: float) -> None:
         raise NotImplementedError
 
+    async def align(self, period: float, offset: float) -> None:
+        """Let time pass until it is ``offset`` seconds into a ``period``-long slot."""
+        raise NotImplementedError
+
     async def ttl_ms(self, key: str) -> int:
         """Remaining lifetime of a key's state (-2 when absent)."""
         raise NotImplementedError
@@ -68,6 +73,10 @@ class MemoryHarness(Harness):
 
     async def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
+
+    async def align(self, period: float, offset: float) -> None:
+        p, o = round(period * 1_000_000), round(offset * 1_000_000)
+        self.clock.now += (o - self.clock.now % p) % p
 
     async def ttl_ms(self, key: str) -> int:
         st = self.backend._state.get(key)
@@ -109,6 +118,10 @@ class RedisHarness(Harness):
 
     async def advance(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    async def align(self, period: float, offset: float) -> None:
+        # Redis TIME is this machine's wall clock.
+        await asyncio.sleep((offset - time.time() % period) % period)
 
     async def ttl_ms(self, key: str) -> int:
         return int(await self.client.pttl(key))

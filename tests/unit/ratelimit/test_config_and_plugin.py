@@ -79,11 +79,12 @@ def test_shipped_tier_table() -> None:
     table = {
         name: [(lim.name, lim.a, lim.c) for lim in plan.limits] for name, plan in plugin.policy.tiers.items()
     }
+    # Token buckets: c = tokens per period. Windows: c = 60 one-second sub-windows + 1.
     assert table == {
-        "anonymous": [("per_second", 10, 5), ("per_minute", 100, 60)],
-        "free": [("per_second", 20, 10), ("per_minute", 200, 60)],
-        "pro": [("per_second", 100, 50), ("per_minute", 1000, 60)],
-        "enterprise": [("per_second", 400, 200), ("per_minute", 5000, 60)],
+        "anonymous": [("per_second", 10, 5), ("per_minute", 100, 61)],
+        "free": [("per_second", 20, 10), ("per_minute", 200, 61)],
+        "pro": [("per_second", 100, 50), ("per_minute", 1000, 61)],
+        "enterprise": [("per_second", 400, 200), ("per_minute", 5000, 61)],
     }
 
 

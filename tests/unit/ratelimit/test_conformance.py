@@ -33,8 +33,8 @@ async def test_sliding_window_admits_exactly_the_limit(harness: Harness) -> None
     assert [r.remaining for r in allowed] == list(range(49, -1, -1))
     refused = [r for r in results if not r.allowed]
     assert all(r.remaining == 0 and r.limit == 50 for r in refused)
-    # The oldest unit frees up within one window.
-    assert all(0 < r.retry_ms <= 60_000 for r in refused)
+    # The oldest unit frees up within one window plus the sub-window it was taken in.
+    assert all(0 < r.retry_ms <= 61_000 for r in refused)
 
 
 async def test_cost_greater_than_one(harness: Harness) -> None:
@@ -92,12 +92,12 @@ async def test_sliding_window_boundary(harness: Harness) -> None:
     keys, limits = fresh_keys(1), (sw(3, 1.0, precision=10),)
     assert all(r.allowed for r in await harness.decide_many(keys, limits, 3))
     refused = await harness.decide(keys, limits)
-    assert not refused.allowed and 800 < refused.retry_ms <= 1_000
+    assert not refused.allowed and 800 < refused.retry_ms <= 1_100
     await harness.advance(0.5)
     # Half a window later the units still count: a sliding window does not reset on a
     # wall-clock boundary the way a fixed window would.
     mid = await harness.decide(keys, limits)
-    assert not mid.allowed and mid.retry_ms <= 500
+    assert not mid.allowed and mid.retry_ms <= 600
     await harness.advance(0.6)
     after = await harness.decide(keys, limits)
     assert after.allowed and after.remaining == 2
@@ -120,11 +120,24 @@ async def test_every_key_has_a_ttl_within_its_window(harness: Harness) -> None:
     limits = (sw(10, 2.0, precision=4), tb(1, period=1.0, burst=3))
     await harness.decide_many(keys, limits, 2)
     window_ttl, bucket_ttl = await harness.ttl_ms(keys[0]), await harness.ttl_ms(keys[1])
-    assert 0 < window_ttl <= 2_000
+    assert 0 < window_ttl <= 2_500  # the window and the sub-window the units fell in
     assert 0 < bucket_ttl <= 2_000  # two tokens short at one per second
-    await harness.advance(2.2)
+    await harness.advance(2.7)
     assert await harness.ttl_ms(keys[0]) == -2
     assert await harness.ttl_ms(keys[1]) == -2
+
+
+async def test_no_window_admits_more_than_the_limit(harness: Harness) -> None:
+    # A unit taken mid-bucket must still count a full window later, not only until its
+    # bucket's start plus the window.
+    keys, limits = fresh_keys(1), (sw(1, 1.0, precision=2),)
+    await harness.align(0.5, 0.2)
+    assert (await harness.decide(keys, limits)).allowed
+    await harness.advance(0.85)  # past the first bucket's start + 1 s; 0.15 s before t0 + 1 s
+    refused = await harness.decide(keys, limits)
+    assert not refused.allowed and refused.retry_ms > 0
+    await harness.advance(0.7)  # the unit's bucket has left the window
+    assert (await harness.decide(keys, limits)).allowed
 
 
 async def test_refusal_consumes_nothing_and_writes_no_ttl_extension(harness: Harness) -> None:
@@ -147,5 +160,5 @@ async def test_tier_change_keeps_window_usage(harness: Harness) -> None:
 async def test_reset_is_when_the_limit_is_unused_again(harness: Harness) -> None:
     keys, limits = fresh_keys(1), (sw(10, 60),)
     d = await harness.decide(keys, limits)
-    assert 59_000 <= d.reset_ms <= 60_000
+    assert 59_000 <= d.reset_ms <= 61_000
     assert d.reset_epoch * 1000 >= d.now_ms + d.reset_ms
