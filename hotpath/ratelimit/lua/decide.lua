@@ -31,7 +31,7 @@ for _ = 1, n do
     ki = ki + 1
     local s = {kind = kind, key = key, a = a, b = b, c = c}
     if kind == 1 then
-      s.total, s.cur, s.low = sw_trim(key, now, b, c)
+      s.total, s.cur, s.low, s.used = sw_trim(key, now, b, c)
       s.fits = s.total + cost <= a
       s.remaining = a - s.total
     else
@@ -51,7 +51,7 @@ for _ = 1, n do
       local s = st[j]
       local r, rs
       if s.kind == 1 then
-        rs = sw_commit(s.key, now, s.b, s.c, s.cur, s.low, s.total, cost)
+        rs = sw_commit(s.key, now, s.b, s.c, s.cur, s.low, s.total, s.used, cost)
         r = s.remaining - cost
       else
         local d = s.d + cost * s.b

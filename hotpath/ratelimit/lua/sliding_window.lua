@@ -12,17 +12,20 @@ local function sw_fmt(i)
 end
 
 -- Drops buckets that left the window; returns units still counted, current bucket, lowest
--- counted bucket.
+-- counted bucket, and the current bucket's count (nil when it has none yet). The current
+-- bucket is read in the same HMGET so that the commit needs no HINCRBY.
 local function sw_trim(key, now, bucket, span)
   local cur = math.floor(now / bucket)
   local low = cur - span + 1
-  local h = redis.call('HMGET', key, 't', 'o')
+  local h = redis.call('HMGET', key, 't', 'o', sw_fmt(cur))
   local total = tonumber(h[1]) or 0
   local oldest = tonumber(h[2])
+  local used = tonumber(h[3])
   if oldest ~= nil and oldest < low then
     if low - oldest >= span then
       redis.call('DEL', key)
       total = 0
+      used = nil
     else
       local fields = {}
       for i = oldest, low - 1 do
@@ -33,10 +36,11 @@ local function sw_trim(key, now, bucket, span)
         total = total - (tonumber(counts[i]) or 0)
       end
       redis.call('HDEL', key, unpack(fields))
+      -- Persisted here too: a refusal commits nothing, and the dropped fields are gone.
       redis.call('HSET', key, 't', total, 'o', low)
     end
   end
-  return total, cur, low
+  return total, cur, low, used
 end
 
 -- Microseconds until `need` units have left the window (retry), and until all of them
@@ -68,10 +72,14 @@ local function sw_waits(key, now, bucket, span, low, cur, need)
   return retry, reset
 end
 
-local function sw_commit(key, now, bucket, span, cur, low, total, cost)
-  redis.call('HINCRBY', key, sw_fmt(cur), cost)
-  redis.call('HSET', key, 't', total + cost, 'o', low)
+-- One HSET writes the bucket, the total and the window floor. The key's expiry only moves
+-- when a new bucket starts: it is set to when that bucket stops counting, so later writes
+-- to the same bucket would set the same instant again.
+local function sw_commit(key, now, bucket, span, cur, low, total, used, cost)
+  redis.call('HSET', key, sw_fmt(cur), (used or 0) + cost, 't', total + cost, 'o', low)
   local ttl = (cur + span) * bucket - now
-  redis.call('PEXPIRE', key, math.ceil(ttl / 1000))
+  if used == nil then
+    redis.call('PEXPIRE', key, math.ceil(ttl / 1000))
+  end
   return ttl
 end

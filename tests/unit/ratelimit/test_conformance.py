@@ -140,6 +140,35 @@ async def test_no_window_admits_more_than_the_limit(harness: Harness) -> None:
     assert (await harness.decide(keys, limits)).allowed
 
 
+async def test_window_expiry_follows_its_newest_bucket(harness: Harness) -> None:
+    # Writes to the same bucket keep the expiry; a write to a new bucket moves it out.
+    keys, limits = fresh_keys(1), (sw(100, 1.0, precision=2),)
+    await harness.align(0.5, 0.1)
+    assert (await harness.decide(keys, limits)).allowed
+    first = await harness.ttl_ms(keys[0])
+    assert (await harness.decide(keys, limits)).allowed
+    assert await harness.ttl_ms(keys[0]) <= first
+    await harness.advance(0.5)  # the next 500 ms bucket: the expiry moves out by 500 ms
+    assert (await harness.decide(keys, limits)).allowed
+    assert await harness.ttl_ms(keys[0]) > first - 250
+    await harness.advance(1.05)  # the first bucket has left the window, the second has not
+    after = await harness.decide(keys, limits)
+    assert after.allowed and after.remaining == 100 - 2
+
+
+async def test_trim_then_refusal_keeps_the_count_exact(harness: Harness) -> None:
+    keys, limits = fresh_keys(1), (sw(3, 1.0, precision=4),)
+    await harness.align(0.25, 0.05)
+    assert (await harness.decide(keys, limits)).allowed
+    await harness.advance(0.5)
+    assert (await harness.decide_many(keys, limits, 2))[-1].allowed
+    await harness.advance(0.8)  # the first unit's bucket leaves: the next decision trims it
+    big = await harness.decide(keys, limits, cost=3)  # refused, commits nothing
+    assert not big.allowed and big.remaining == 1
+    again = await harness.decide(keys, limits)
+    assert again.allowed and again.remaining == 0
+
+
 async def test_refusal_consumes_nothing_and_writes_no_ttl_extension(harness: Harness) -> None:
     keys, limits = fresh_keys(1), (tb(1, period=1.0, burst=1),)
     assert (await harness.decide(keys, limits)).allowed
