@@ -111,10 +111,13 @@ class BatchConfig(Strict, frozen=True, kw_only=True):
     # Script calls a worker keeps in flight; decisions arriving meanwhile are coalesced
     # into the next call. 1 coalesces the most.
     max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
-    # When a decision reaches an idle batcher, wait this long for others before sending
-    # (decisions arriving while a call is in flight already coalesce). At moderate load it
-    # turns one call per request into one per few requests, for at most this much latency.
-    linger: Annotated[float, msgspec.Meta(ge=0, le=0.05)] = 0.001
+    # When a decision reaches an idle batcher, wait up to this long for others before
+    # sending (decisions arriving while a call is in flight already coalesce). At moderate
+    # load it turns one call per request into one per few requests.
+    linger: Annotated[float, msgspec.Meta(ge=0, le=0.05)] = 0.002
+    # ...but send as soon as this many decisions wait: the linger then costs only as long as
+    # min_batch requests take to arrive, and never holds back a loaded worker.
+    min_batch: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 8
     # Longest a request waits for its decision (None: redis.command_timeout).
     timeout: Annotated[float, msgspec.Meta(gt=0, le=10)] | None = None
     # After a failed call, decisions skip Redis for this long (no request pays a timeout

@@ -84,6 +84,7 @@ class Limiter:
                 max_in_flight=batch.max_in_flight,
                 retry_interval=batch.retry_interval,
                 linger=batch.linger,
+                min_batch=batch.min_batch,
                 link=link,
                 cluster_links=cluster_links,
             )

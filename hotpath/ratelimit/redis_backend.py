@@ -97,6 +97,7 @@ class RedisBatcher:
         max_in_flight: int = 1,
         retry_interval: float = 0.5,
         linger: float = 0.0,
+        min_batch: int | None = None,
         script: LuaScript = DECIDE,
         link: RespLink | None = None,
         cluster_links: ClusterLinks | None = None,
@@ -110,6 +111,10 @@ class RedisBatcher:
         self.max_in_flight = max_in_flight
         self.retry_interval = retry_interval
         self.linger = linger
+        # A lingering batcher sends once this many decisions wait; an eager one (no linger)
+        # sends on the next loop tick, with everything queued in this one.
+        send_at = max_batch if min_batch is None or linger <= 0 else min(min_batch, max_batch)
+        self.send_at = max(1, send_at)
         self.script = script
         self._pending: list[_Pending] = []
         # Wire form of each distinct argument tuple (a route's cost and tier plan): a
@@ -118,6 +123,7 @@ class RedisBatcher:
         self._wire_head = bulk(b"EVALSHA") + bulk(script.sha.encode())
         self._in_flight = 0
         self._scheduled = False
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._down_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -147,15 +153,7 @@ class RedisBatcher:
         fut: asyncio.Future[Decision | None] = loop.create_future()
         pending = self._pending
         pending.append(_Pending(fut, keys, args, now))
-        if not self._scheduled and self._in_flight < self.max_in_flight:
-            self._scheduled = True
-            if self.linger > 0:
-                loop.call_later(self.linger, self._flush)
-            else:
-                loop.call_soon(self._flush)
-        elif self._scheduled and len(pending) >= self.max_batch and self._in_flight < self.max_in_flight:
-            # A full batch does not wait out the linger; the timer's flush finds less to do.
-            self._flush()
+        self._wake(loop)
         return fut
 
     async def start(self) -> None:
@@ -178,8 +176,30 @@ class RedisBatcher:
 
     # -- flushing --------------------------------------------------------------------------
 
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send now if enough decisions wait, else make sure a timer will send them."""
+        pending = self._pending
+        if not pending or self._in_flight >= self.max_in_flight or self._closed:
+            return  # a call in flight wakes the batcher again when it returns
+        if len(pending) >= self.send_at:
+            # Enough company (or a full batch): waiting longer would only add latency, and
+            # at high load a timer would hold a worker's requests in lockstep.
+            self._flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            # The linger counts from the oldest waiting decision, which may have queued
+            # while the previous call was in flight.
+            delay = pending[0].queued + self.linger - loop.time()
+            if delay > 0:
+                self._timer = loop.call_later(delay, self._flush)
+            else:
+                self._timer = loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         loop = self._loop
         if loop is None or self._closed:
             return
@@ -196,8 +216,8 @@ class RedisBatcher:
             await self._execute(batch)
         finally:
             self._in_flight -= 1
-            if self._pending and not self._scheduled and not self._closed:
-                self._flush()
+            if self._loop is not None:
+                self._wake(self._loop)
 
     async def _execute(self, batch: list[_Pending]) -> None:
         loop = self._loop

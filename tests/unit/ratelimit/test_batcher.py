@@ -81,7 +81,21 @@ async def test_linger_coalesces_decisions_spread_over_several_ticks(redis_server
         futs = [full.submit(key(i), ARGS) for i in range(4)]
         await asyncio.gather(*(f for f in futs if f is not None))
         assert time.monotonic() - started < 2.0
-        for b in (eager, lingering, full):
+        # Nor does one that has min_batch decisions: they go at once, and the timer is
+        # cancelled, so a later lone decision waits for its own linger.
+        company = batcher(client, redis_server.url, transport, linger=0.3, min_batch=3)
+        started = time.monotonic()
+        futs = [company.submit(key(i), ARGS) for i in range(3)]
+        await asyncio.gather(*(f for f in futs if f is not None))
+        assert time.monotonic() - started < 0.25 and company.calls == 1
+        await asyncio.sleep(0.2)
+        late = company.submit(key(9), ARGS)
+        assert late is not None
+        await asyncio.sleep(0.15)  # past the first timer, short of the second
+        assert not late.done()
+        await late
+        assert company.calls == 2
+        for b in (eager, lingering, full, company):
             await close(b)
 
 
