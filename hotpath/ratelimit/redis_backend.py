@@ -122,8 +122,9 @@ class RedisBatcher:
         self._wire_args: dict[tuple[int, ...], bytes] = {}
         self._wire_head = bulk(b"EVALSHA") + bulk(script.sha.encode())
         self._in_flight = 0
-        self._scheduled = False
+        # The pending send: a linger timer, or a flush at the end of this tick (_soon).
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._soon = False
         self._down_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -177,26 +178,34 @@ class RedisBatcher:
     # -- flushing --------------------------------------------------------------------------
 
     def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Send now if enough decisions wait, else make sure a timer will send them."""
+        """Decide when the waiting decisions go: now, at the end of this tick, or on a timer."""
         pending = self._pending
         if not pending or self._in_flight >= self.max_in_flight or self._closed:
             return  # a call in flight wakes the batcher again when it returns
-        if len(pending) >= self.send_at:
-            # Enough company (or a full batch): waiting longer would only add latency, and
-            # at high load a timer would hold a worker's requests in lockstep.
+        if len(pending) >= self.max_batch:
             self._flush()
-        elif not self._scheduled:
-            self._scheduled = True
+        elif self._soon:
+            return  # already going out at the end of this tick, with whatever joins it
+        elif len(pending) >= self.send_at:
+            # Enough company: waiting out the linger would only add latency, and hold a
+            # loaded worker's requests in lockstep. The rest of this tick still joins.
+            self._arm(loop, 0.0)
+        elif self._timer is None:
             # The linger counts from the oldest waiting decision, which may have queued
             # while the previous call was in flight.
-            delay = pending[0].queued + self.linger - loop.time()
-            if delay > 0:
-                self._timer = loop.call_later(delay, self._flush)
-            else:
-                self._timer = loop.call_soon(self._flush)
+            self._arm(loop, pending[0].queued + self.linger - loop.time())
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if delay > 0:
+            self._timer = loop.call_later(delay, self._flush)
+        else:
+            self._soon = True
+            self._timer = loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._scheduled = False
+        self._soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
