@@ -15,13 +15,18 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {math.floor(now / 1000)}
 local n = tonumber(ARGV[1])
-local ai, ki = 2, 1
+local ai, ki, oi = 2, 1, 2
+-- Per-limit state of the decision at hand, indexed by limit, in arrays reused by every
+-- decision of the call: a table per limit and decision was a fifth of the script's cost.
+-- Every slot a decision reads was written by that decision (USED and FLD only for windows,
+-- D only for buckets).
+local K, A, B, C, KEY, FIT, REM = {}, {}, {}, {}, {}, {}, {}
+local TOT, CUR, LOW, USED, FLD, D = {}, {}, {}, {}, {}, {}
 
 for _ = 1, n do
   local cost = tonumber(ARGV[ai])
   local nl = tonumber(ARGV[ai + 1])
   ai = ai + 2
-  local st = {}
   local ok = true
   for j = 1, nl do
     local kind = tonumber(ARGV[ai])
@@ -29,62 +34,67 @@ for _ = 1, n do
     ai = ai + 4
     local key = KEYS[ki]
     ki = ki + 1
-    local s = {kind = kind, key = key, a = a, b = b, c = c}
+    K[j], A[j], B[j], C[j], KEY[j] = kind, a, b, c, key
+    local fits
     if kind == 1 then
-      s.total, s.cur, s.low, s.used = sw_trim(key, now, b, c)
-      s.fits = s.total + cost <= a
-      s.remaining = a - s.total
+      local total
+      total, CUR[j], LOW[j], USED[j], FLD[j] = sw_trim(key, now, b, c)
+      TOT[j] = total
+      fits = total + cost <= a
+      REM[j] = a - total
     else
-      s.d = tb_deficit(key, now, c)
-      s.fits = s.d + cost * b <= a * b
-      s.remaining = math.floor((a * b - s.d) / b)
+      local d = tb_deficit(key, now, c)
+      D[j] = d
+      fits = d + cost * b <= a * b
+      REM[j] = math.floor((a * b - d) / b)
     end
-    if not s.fits then
+    FIT[j] = fits
+    if not fits then
       ok = false
     end
-    st[j] = s
   end
 
   local idx, limit, remaining, reset, retry = 0, 0, -1, 0, -1
   if ok then
     for j = 1, nl do
-      local s = st[j]
       local r, rs
-      if s.kind == 1 then
-        rs = sw_commit(s.key, now, s.b, s.c, s.cur, s.low, s.total, s.used, cost)
-        r = s.remaining - cost
+      if K[j] == 1 then
+        rs = sw_commit(KEY[j], now, B[j], C[j], CUR[j], LOW[j], TOT[j], USED[j], cost, FLD[j])
+        r = REM[j] - cost
       else
-        local d = s.d + cost * s.b
-        rs = tb_commit(s.key, now, s.c, d)
-        r = math.floor((s.a * s.b - d) / s.b)
+        local d = D[j] + cost * B[j]
+        rs = tb_commit(KEY[j], now, C[j], d)
+        r = math.floor((A[j] * B[j] - d) / B[j])
       end
       if remaining < 0 or r < remaining or (r == remaining and rs > reset) then
-        idx, limit, remaining, reset = j, s.a, r, rs
+        idx, limit, remaining, reset = j, A[j], r, rs
       end
     end
     retry = 0
   else
     for j = 1, nl do
-      local s = st[j]
-      if not s.fits then
+      if not FIT[j] then
         local w, rs
-        if s.kind == 1 then
-          w, rs = sw_waits(s.key, now, s.b, s.c, s.low, s.cur, s.total + cost - s.a)
+        local a, b, c = A[j], B[j], C[j]
+        if K[j] == 1 then
+          w, rs = sw_waits(KEY[j], now, b, c, LOW[j], CUR[j], TOT[j] + cost - a)
         else
-          w = math.ceil((s.d + cost * s.b - s.a * s.b) / s.c)
-          rs = math.ceil(s.d / s.c)
+          local d = D[j]
+          w = math.ceil((d + cost * b - a * b) / c)
+          rs = math.ceil(d / c)
         end
         if w > retry then
-          idx, limit, remaining, reset, retry = j, s.a, s.remaining, rs, w
+          idx, limit, remaining, reset, retry = j, a, REM[j], rs, w
         end
       end
     end
   end
-  out[#out + 1] = ok and 1 or 0
-  out[#out + 1] = idx
-  out[#out + 1] = limit
-  out[#out + 1] = remaining
-  out[#out + 1] = math.ceil(reset / 1000)
-  out[#out + 1] = math.ceil(retry / 1000)
+  out[oi] = ok and 1 or 0
+  out[oi + 1] = idx
+  out[oi + 2] = limit
+  out[oi + 3] = remaining
+  out[oi + 4] = math.ceil(reset / 1000)
+  out[oi + 5] = math.ceil(retry / 1000)
+  oi = oi + 6
 end
 return out

@@ -12,12 +12,13 @@ local function sw_fmt(i)
 end
 
 -- Drops buckets that left the window; returns units still counted, current bucket, lowest
--- counted bucket, and the current bucket's count (nil when it has none yet). The current
--- bucket is read in the same HMGET so that the commit needs no HINCRBY.
+-- counted bucket, the current bucket's count (nil when it has none yet) and its field name.
+-- The current bucket is read in the same HMGET so that the commit needs no HINCRBY.
 local function sw_trim(key, now, bucket, span)
   local cur = math.floor(now / bucket)
   local low = cur - span + 1
-  local h = redis.call('HMGET', key, 't', 'o', sw_fmt(cur))
+  local field = sw_fmt(cur)
+  local h = redis.call('HMGET', key, 't', 'o', field)
   local total = tonumber(h[1]) or 0
   local oldest = tonumber(h[2])
   local used = tonumber(h[3])
@@ -40,7 +41,7 @@ local function sw_trim(key, now, bucket, span)
       redis.call('HSET', key, 't', total, 'o', low)
     end
   end
-  return total, cur, low, used
+  return total, cur, low, used, field
 end
 
 -- Microseconds until `need` units have left the window (retry), and until all of them
@@ -75,8 +76,8 @@ end
 -- One HSET writes the bucket, the total and the window floor. The key's expiry only moves
 -- when a new bucket starts: it is set to when that bucket stops counting, so later writes
 -- to the same bucket would set the same instant again.
-local function sw_commit(key, now, bucket, span, cur, low, total, used, cost)
-  redis.call('HSET', key, sw_fmt(cur), (used or 0) + cost, 't', total + cost, 'o', low)
+local function sw_commit(key, now, bucket, span, cur, low, total, used, cost, field)
+  redis.call('HSET', key, field, (used or 0) + cost, 't', total + cost, 'o', low)
   local ttl = (cur + span) * bucket - now
   if used == nil then
     redis.call('PEXPIRE', key, math.ceil(ttl / 1000))
