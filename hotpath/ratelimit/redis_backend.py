@@ -167,6 +167,10 @@ class RedisBatcher:
 
     async def close(self) -> None:
         self._closed = True
+        if self._timer is not None:  # a closed batcher sends nothing more
+            self._timer.cancel()
+            self._timer = None
+            self._soon = False
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
