@@ -115,8 +115,9 @@ class BatchConfig(Strict, frozen=True, kw_only=True):
     # sending (decisions arriving while a call is in flight already coalesce). At moderate
     # load it turns one call per request into one per few requests.
     linger: Annotated[float, msgspec.Meta(ge=0, le=0.05)] = 0.002
-    # ...but send as soon as this many decisions wait: the linger then costs only as long as
-    # min_batch requests take to arrive, and never holds back a loaded worker.
+    # ...but send at the end of the loop tick in which this many decisions wait: the linger
+    # then costs only as long as min_batch requests take to arrive, and never holds back a
+    # loaded worker.
     min_batch: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 8
     # Longest a request waits for its decision (None: redis.command_timeout).
     timeout: Annotated[float, msgspec.Meta(gt=0, le=10)] | None = None

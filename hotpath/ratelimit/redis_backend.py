@@ -167,10 +167,7 @@ class RedisBatcher:
 
     async def close(self) -> None:
         self._closed = True
-        if self._timer is not None:  # a closed batcher sends nothing more
-            self._timer.cancel()
-            self._timer = None
-            self._soon = False
+        self._disarm()  # a closed batcher sends nothing more
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -200,19 +197,21 @@ class RedisBatcher:
             self._arm(loop, pending[0].queued + self.linger - loop.time())
 
     def _arm(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._disarm()
         if delay > 0:
             self._timer = loop.call_later(delay, self._flush)
         else:
             self._soon = True
             self._timer = loop.call_soon(self._flush)
 
-    def _flush(self) -> None:
+    def _disarm(self) -> None:
         self._soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _flush(self) -> None:
+        self._disarm()
         loop = self._loop
         if loop is None or self._closed:
             return
