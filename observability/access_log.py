@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import stat
 import sys
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -35,6 +37,11 @@ LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 DROP_REASONS = ("queue_full", "write_error", "shutdown")
 # Longest wait at shutdown for a slow output to take the last lines.
 CLOSE_TIMEOUT = 2.0
+# Smallest chunk when the output is a regular file. Every chunk to a file goes through the
+# writer thread (files refuse RWF_NOWAIT), and the hand-off's GIL switches cost about 8 us
+# per request in process at 4 KiB chunks, 1 us at 64 KiB. A write to a regular file lands
+# whole at any size, so the pipe's 4 KiB bound does not apply.
+FILE_CHUNK_BYTES = 65_536
 _HASH_CACHE_MAX = 4096
 
 
@@ -146,6 +153,8 @@ class AccessLog:
         """Open the output and start its writer thread (in the worker, after the fork)."""
         if self._fd is None:
             self._fd, self._fh = _open(self._output)
+            if 0 < self._limit < FILE_CHUNK_BYTES and stat.S_ISREG(os.fstat(self._fd).st_mode):
+                self._limit = FILE_CHUNK_BYTES
         if self._writer is None:
             self._writer = LineWriter(self._fd, self._max_queued, self._count_drop)
 

@@ -64,7 +64,8 @@ class AccessLogConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=
     output: str = "stdout"
     # Lines are gathered and written together once this many bytes wait. Keep it at or
     # under 4096 when the output is a pipe (containers): writes up to PIPE_BUF are atomic,
-    # so lines from several workers never interleave.
+    # so lines from several workers never interleave. A regular file takes chunks of at
+    # least 64 KiB (fewer hand-offs to the writer thread; file writes land whole).
     buffer_bytes: Annotated[int, msgspec.Meta(ge=0, le=1_048_576)] = 4096
     # Longest time a line waits in the buffer.
     flush_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.5

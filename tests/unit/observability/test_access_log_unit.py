@@ -56,6 +56,38 @@ def test_lines_batch_and_threshold(tmp_path: Path) -> None:
     assert os.path.getsize(out) > 0
 
 
+def test_a_regular_file_takes_larger_chunks_than_a_pipe(tmp_path: Path) -> None:
+    out = tmp_path / "a.log"
+    log = AccessLog(AccessLogConfig(output=str(out), buffer_bytes=4096))
+    log.open()
+    line = len(orjson.dumps(log.record(_ctx(), 0.001, time.time()))) + 1
+    n = 3 * 4096 // line + 1  # three pipe-sized chunks' worth
+    for _ in range(n):
+        log.write(_ctx(), 0.001)
+    time.sleep(0.3)  # time enough for the writer thread to write any chunk it was handed
+    assert out.read_bytes() == b""  # a file gathers up to FILE_CHUNK_BYTES
+    log.close()
+    assert len(out.read_bytes().splitlines()) == n
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    piped = AccessLog(AccessLogConfig(output=str(fifo), buffer_bytes=4096))
+    piped.open()
+    for _ in range(n):
+        piped.write(_ctx(), 0.001)
+    first = b""
+    deadline = time.monotonic() + 10
+    while not first:  # a pipe gets 4 KiB chunks as they fill (maybe through the writer thread)
+        assert time.monotonic() < deadline, "nothing reached the pipe before close"
+        with contextlib.suppress(BlockingIOError):
+            first = os.read(reader, 1 << 20)
+        time.sleep(0.001)
+    assert 0 < len(first) <= 3 * 4096 and first.endswith(b"\n")
+    piped.close()
+    os.close(reader)
+
+
 def test_timestamps_are_exact_across_millisecond_and_second_boundaries(tmp_path: Path) -> None:
     log = AccessLog(AccessLogConfig(output=str(tmp_path / "a.log")))
     stamps = [log.record(_ctx(), 0.0, now)["ts"] for now in (1_700_000_000.0004, 1_700_000_000.0009,
