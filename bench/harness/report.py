@@ -175,6 +175,9 @@ def build(
             "fixed_rate_generator": options.generator,
             "gateway_workers": options.workers,
             "nginx_workers": options.nginx_workers,
+            # "separate": every server in a session (scheduler autogroup) of its own;
+            # "shared": in the harness's, with the load generator.
+            "sessions": "separate" if options.separate_sessions else "shared",
             "users": options.users,
             "quick": options.quick,
             "cpu_busy_before_run": round(busy_before, 3),
@@ -216,7 +219,7 @@ def render(data: dict[str, Any]) -> str:
         f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; gateway {cond['gateway_workers']} "
         f"workers, nginx {cond['nginx_workers']} worker(s); wrk -t1 -c{cond['wrk_connections']}, "
         f"{cond['duration_s']:g}s runs after {cond['warmup_s']:g}s warm-up; fixed rates by "
-        f"{cond['fixed_rate_generator']}",
+        f"{cond['fixed_rate_generator']}; servers in {cond.get('sessions', 'separate')} sessions",
     ]
     if cond["contended"]:
         out.append(f"WARNING: the CPU was {cond['cpu_busy_before_run']:.0%} busy before the run started: "

@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.harness import load, report, scenarios, services, tools
 from bench.harness.scenarios import Context, Scenario, Unavailable
+from tests.support import processes
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 # A generator pause this long at a fixed rate is worth a note next to the figures.
@@ -44,6 +45,9 @@ class Options:
     # Record a py-spy flame graph of the gateway workers per scenario, in a separate run
     # after the measured ones (sampling perturbs the figures, so never during them).
     profile: bool = False
+    # Start each server in a session (so a scheduler autogroup) of its own, apart from the
+    # load generator, instead of in the harness's: see tests/support/processes.py.
+    separate_sessions: bool = False
 
 
 @dataclass
@@ -422,6 +426,7 @@ def profile_summary(folded: str, top: int = 25) -> str:
 
 
 def main_run(options: Options) -> int:
+    processes.SEPARATE_SESSIONS = options.separate_sessions
     harness = Harness(options)
 
     def interrupted(signum: int, _frame: Any) -> None:

@@ -18,7 +18,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import REPO, Gateway, RedisServer, free_port, stop_process_group, wait_for_port
+from tests.support.processes import (
+    REPO,
+    Gateway,
+    RedisServer,
+    free_port,
+    spawn_group,
+    stop_process_group,
+    wait_for_port,
+)
 
 # The reference upstream's answer: a fixed 37-byte JSON body.
 UPSTREAM_BODY = '{"status":"ok","service":"upstream1"}'
@@ -87,7 +95,7 @@ http {{
         self.proc = subprocess.Popen(
             [binary, "-p", str(d), "-c", str(d / "nginx.conf"), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL, stderr=open(d / "stderr.log", "wb"),  # noqa: SIM115
-            start_new_session=True,
+            **spawn_group(),
         )
 
     def wait(self, port: int) -> None:
@@ -188,7 +196,7 @@ class ClientProxy:
             [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
              "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers), "--no-ws",
              "--log-level", "warning", "--backpressure", "2048", "bench.harness.client_proxy:app"],
-            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, **spawn_group(), env=env,
         )
         try:
             wait_for_port(self.port, timeout=20, proc=self.proc)

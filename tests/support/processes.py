@@ -26,6 +26,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_APP = "tests.support.upstream_app:app"
 
+# Each helper process gets a process group of its own, so stopping it reaches its children,
+# but stays in the caller's session. A new session (setsid) also puts a process in a
+# scheduler autogroup of its own (Linux CONFIG_SCHED_AUTOGROUP): on a 2-core box shared with
+# the load generator that alone cost Granian 25-30% of its throughput and nginx nothing
+# (docs/performance.md). The load harness sets this to measure that layout on purpose.
+SEPARATE_SESSIONS = False
+
+
+def spawn_group() -> dict[str, Any]:
+    """Popen arguments placing a helper in its own process group (and session, if asked)."""
+    return {"start_new_session": True} if SEPARATE_SESSIONS else {"process_group": 0}
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -81,7 +93,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **spawn_group()
         )
         wait_for_port(self.port, proc=self.proc)
 
@@ -162,7 +174,7 @@ class Upstream:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port",
              str(self.port), "--workers", str(workers), "--no-ws", "--log-level", "warning", UPSTREAM_APP],
-            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, **spawn_group(),
             env={**os.environ, **(env or {})},
         )
         wait_for_port(self.port, proc=self.proc)
@@ -219,11 +231,11 @@ class Gateway:
         self._drain: subprocess.Popen[bytes] | None = None
         out: Any = self._log
         if stdout_pipe:
-            self._drain = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=self._log, start_new_session=True)
+            self._drain = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=self._log, **spawn_group())
             out = self._drain.stdin
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hotpath.cli", "run", "-c", str(self.config_path)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=full_env,
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, **spawn_group(), env=full_env,
         )
         if self._drain is not None and self._drain.stdin is not None:
             self._drain.stdin.close()  # the gateway holds the only write end: cat ends with it
