@@ -371,3 +371,7 @@ class DisconnectWatch:
                 self._watchers.pop(ctx, None)
                 target.cancel()
                 return
+            # A conforming server blocks here until the client leaves; one that answers at
+            # once (leftover body messages, an in-process driver) must not get a loop that
+            # never yields and freezes the worker.
+            await asyncio.sleep(DISCONNECT_WATCH_AFTER)
