@@ -62,11 +62,11 @@ class AccessLogConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=
     level: LogLevel = "info"
     # "stdout", "stderr" or a file path (opened for append).
     output: str = "stdout"
-    # Lines are gathered and written together once this many bytes wait. Keep it at or
-    # under 4096 when the output is a pipe (containers): writes up to PIPE_BUF are atomic,
-    # so lines from several workers never interleave. A regular file takes chunks of at
-    # least 64 KiB (fewer hand-offs to the writer thread; file writes land whole).
-    buffer_bytes: Annotated[int, msgspec.Meta(ge=0, le=1_048_576)] = 4096
+    # Lines gather until this many bytes wait (0: each line at once). A pipe (containers)
+    # then gets them as back-to-back writes of whole lines within PIPE_BUF (4096 bytes),
+    # which are atomic, so lines from several workers never interleave; a regular file
+    # gets each batch in one write, at least 64 KiB (file writes land whole).
+    buffer_bytes: Annotated[int, msgspec.Meta(ge=0, le=1_048_576)] = 32_768
     # Longest time a line waits in the buffer.
     flush_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.5
     # Bytes of lines waiting for the writer thread (per worker). A slow or blocked output

@@ -88,6 +88,47 @@ def test_a_regular_file_takes_larger_chunks_than_a_pipe(tmp_path: Path) -> None:
     os.close(reader)
 
 
+class _Recorder:
+    """Stands in for the writer thread to show the writes a batch becomes."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[bytes, int]] = []
+
+    def submit(self, chunk: bytes, lines: int) -> bool:
+        self.writes.append((chunk, lines))
+        return True
+
+    def close(self, timeout: float) -> bool:
+        return True
+
+
+def test_a_batch_reaches_a_pipe_as_whole_line_writes_within_pipe_buf(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    log = AccessLog(AccessLogConfig(output=str(fifo), buffer_bytes=32_768))
+    log.open()
+    log._writer.close(1.0)  # type: ignore[union-attr]
+    recorder = _Recorder()
+    log._writer = recorder  # type: ignore[assignment]
+    long_line = _ctx()
+    long_line.path = "/" + "p" * 5000  # one line over PIPE_BUF: written alone, whole
+    sent = 0
+    while sum(len(c) for c, _ in recorder.writes) == 0:
+        log.write(long_line if sent == 20 else _ctx(), 0.001)
+        sent += 1
+    assert 5 < len(recorder.writes) <= 12  # the first 32 KiB batch, as back-to-back writes
+    log.flush()
+    data = b"".join(c for c, _ in recorder.writes)
+    assert data.count(b"\n") == sent == sum(n for _, n in recorder.writes)
+    for chunk, lines in recorder.writes:
+        assert chunk.endswith(b"\n") and chunk.count(b"\n") == lines
+        assert len(chunk) <= 4096 or lines == 1
+    assert any(len(c) > 4096 for c, _ in recorder.writes)  # the long line, alone
+    log.close()
+    os.close(reader)
+
+
 def test_timestamps_are_exact_across_millisecond_and_second_boundaries(tmp_path: Path) -> None:
     log = AccessLog(AccessLogConfig(output=str(tmp_path / "a.log")))
     stamps = [log.record(_ctx(), 0.0, now)["ts"] for now in (1_700_000_000.0004, 1_700_000_000.0009,
