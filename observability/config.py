@@ -64,8 +64,9 @@ class AccessLogConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=
     output: str = "stdout"
     # Lines gather until this many bytes wait (0: each line at once). A pipe (containers)
     # then gets them as back-to-back writes of whole lines within PIPE_BUF (4096 bytes),
-    # which are atomic, so lines from several workers never interleave; a regular file
-    # gets each batch in one write, at least 64 KiB (file writes land whole).
+    # which are atomic, so lines from several workers never interleave. A regular file gets
+    # each batch in one write (file writes land whole), and batches of at least 64 KiB, but
+    # at most half of max_queued_bytes.
     buffer_bytes: Annotated[int, msgspec.Meta(ge=0, le=1_048_576)] = 32_768
     # Longest time a line waits in the buffer.
     flush_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.5

@@ -88,6 +88,23 @@ def test_a_regular_file_takes_larger_chunks_than_a_pipe(tmp_path: Path) -> None:
     os.close(reader)
 
 
+def test_a_file_batch_always_fits_the_writers_queue(tmp_path: Path) -> None:
+    out = tmp_path / "a.log"
+    log = AccessLog(AccessLogConfig(output=str(out), max_queued_bytes=16_384))
+    log.open()
+    writer = log._writer
+    assert writer is not None
+    for _ in range(100):  # about 45 KB: more than the queue holds
+        log.write(_ctx(), 0.001)
+        deadline = time.monotonic() + 10
+        while writer.queued_bytes:  # an output that keeps up: nothing may be dropped
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    log.close()
+    assert len(out.read_bytes().splitlines()) == 100
+    assert log.dropped == 0
+
+
 class _Recorder:
     """Stands in for the writer thread to show the writes a batch becomes."""
 
@@ -121,6 +138,8 @@ def test_a_batch_reaches_a_pipe_as_whole_line_writes_within_pipe_buf(tmp_path: P
     log.flush()
     data = b"".join(c for c, _ in recorder.writes)
     assert data.count(b"\n") == sent == sum(n for _, n in recorder.writes)
+    paths = [orjson.loads(line)["path"] for line in data.splitlines()]
+    assert paths == ["/api/x"] * 20 + [long_line.path] + ["/api/x"] * (sent - 21)  # whole, in order
     for chunk, lines in recorder.writes:
         assert chunk.endswith(b"\n") and chunk.count(b"\n") == lines
         assert len(chunk) <= 4096 or lines == 1
