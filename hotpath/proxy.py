@@ -372,6 +372,6 @@ class DisconnectWatch:
                 target.cancel()
                 return
             # A conforming server blocks here until the client leaves; one that answers at
-            # once (leftover body messages, an in-process driver) must not get a loop that
+            # once (an empty http.request, an in-process driver) must not get a loop that
             # never yields and freezes the worker.
             await asyncio.sleep(DISCONNECT_WATCH_AFTER)

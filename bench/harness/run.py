@@ -426,6 +426,7 @@ def profile_summary(folded: str, top: int = 25) -> str:
 
 
 def main_run(options: Options) -> int:
+    sessions_before = processes.SEPARATE_SESSIONS
     processes.SEPARATE_SESSIONS = options.separate_sessions
     harness = Harness(options)
 
@@ -444,6 +445,7 @@ def main_run(options: Options) -> int:
     finally:
         harness.close()
         signal.signal(signal.SIGTERM, previous)
+        processes.SEPARATE_SESSIONS = sessions_before
     print(report.render(data))
     path = options.output or RESULTS_DIR / time.strftime("harness-%Y%m%d-%H%M%S.json")
     path.parent.mkdir(parents=True, exist_ok=True)
