@@ -9,9 +9,10 @@ timestamp is reformatted at most once per millisecond and user hashes are cached
 gather in a buffer until it holds ``buffer_bytes`` or is ``flush_interval`` old. To a pipe
 (a container's stdout) the batch then goes out as back-to-back writes of whole lines, each
 within PIPE_BUF (4096 bytes) and so atomic: every line reaches the pipe whole, and lines
-of several workers never interleave. A regular file takes the batch in one write. Writes go through
-``observability.line_writer``: a blocked output fills its bounded queue, after which lines
-are dropped and counted (``gatehouse_access_log_dropped_lines_total``), never waited for.
+of several workers never interleave. A regular file takes the batch in one write. Writes
+go through ``observability.line_writer``: a blocked output fills its bounded queue, after
+which lines are dropped and counted (``gatehouse_access_log_dropped_lines_total``), never
+waited for.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ CLOSE_TIMEOUT = 2.0
 # Largest write to a pipe: a write within PIPE_BUF is atomic, so lines of several workers
 # sharing the pipe never interleave.
 PIPE_WRITE_BYTES = 4096
-# Smallest batch when the output is a regular file. Every write to a file goes through the
-# writer thread (files refuse RWF_NOWAIT), and the hand-off's GIL switches cost about 6 us
-# per request in process at 4 KiB, under 1 us at 64 KiB. A write to a regular file lands
-# whole at any size, so the file takes each batch in one write.
+# Batch size a regular file is raised to (within half of max_queued_bytes). Every write to
+# a file goes through the writer thread (files refuse RWF_NOWAIT), and the hand-off's GIL
+# switches cost about 6 us per request in process at 4 KiB, under 1 us at 64 KiB. A write
+# to a regular file lands whole at any size, so the file takes each batch in one write.
 FILE_CHUNK_BYTES = 65_536
 _HASH_CACHE_MAX = 4096
 
