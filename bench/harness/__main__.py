@@ -56,7 +56,8 @@ def parse(argv: list[str] | None = None) -> Options | None:
                    "(installs py-spy with pip if missing)")
     p.add_argument("--separate-sessions", action="store_true",
                    help="start each server in a session of its own, so in its own scheduler autogroup apart "
-                   "from the load generator (Granian loses 25-30%% of its throughput this way, nginx nothing)")
+                   "from the load generator (Granian loses 25-30%% of its throughput this way; nginx stays "
+                   "within its spread)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     a = p.parse_args(argv)
     for name, low in (("duration", 0.5), ("warmup", 0.0), ("connections", 1), ("workers", 1),

@@ -29,8 +29,9 @@ UPSTREAM_APP = "tests.support.upstream_app:app"
 # Each helper process gets a process group of its own, so stopping it reaches its children,
 # but stays in the caller's session. A new session (setsid) also puts a process in a
 # scheduler autogroup of its own (Linux CONFIG_SCHED_AUTOGROUP): on a 2-core box shared with
-# the load generator that alone cost Granian 25-30% of its throughput and nginx nothing
-# (docs/performance.md). The load harness sets this to measure that layout on purpose.
+# the load generator that alone cost Granian 25-30% of its throughput, while nginx stayed
+# within its run-to-run spread (docs/performance.md). The load harness sets this to measure
+# that layout on purpose.
 SEPARATE_SESSIONS = False
 
 
