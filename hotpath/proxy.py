@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from time import perf_counter
 from typing import Any
 
@@ -21,6 +20,7 @@ from hotpath import errors
 from hotpath.context import RequestContext
 from hotpath.headers import RequestHeaderPolicy, UnsafeHeaderValue, response_headers
 from hotpath.plugin import BodyTap, ResponseHead
+from hotpath.request_body import BodyTooLarge, ClientGone, read_whole, stream_body
 from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT, Outcome, RetryPolicy
 from hotpath.resilience.retry import parse_retry_after
 from hotpath.router import Route
@@ -44,14 +44,6 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504, 429})
 DISCONNECT_WATCH_AFTER = 0.05
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class ClientGone(Exception):
-    """The client disconnected; nothing more can be sent."""
-
-
 class ResponseAborted(Exception):
     """The response had started when the upstream failed: the connection must be cut so
     the client cannot mistake a truncated body for a complete one."""
@@ -71,41 +63,6 @@ def _content_length(ctx: RequestContext) -> tuple[int | None, bool]:
     if length is not None and chunked:
         raise errors.bad_request("both Content-Length and Transfer-Encoding are set")
     return length, chunked or bool(length)
-
-
-async def _read_whole(receive: Any, limit: int) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = msg.get("body", b"")
-        if chunk:
-            total += len(chunk)
-            if total > limit:
-                raise BodyTooLarge()
-            parts.append(chunk)
-        if not msg.get("more_body", False):
-            return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-async def _stream_body(ctx: RequestContext, limit: int) -> AsyncIterator[bytes]:
-    receive = ctx.receive
-    total = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise UpstreamBodyError(ClientGone())
-        chunk = msg.get("body", b"")
-        if chunk:
-            total += len(chunk)
-            ctx.bytes_in = total
-            if total > limit:
-                raise UpstreamBodyError(BodyTooLarge())
-            yield chunk
-        if not msg.get("more_body", False):
-            return
 
 
 def _retry_after(head: UpstreamResponse) -> float | None:
@@ -131,12 +88,12 @@ class Proxy:
                 raise errors.payload_too_large(limit)
             if length <= BUFFER_LIMIT:
                 try:
-                    data = await _read_whole(ctx.receive, limit)
+                    data = await read_whole(ctx.receive, limit)
                 except BodyTooLarge:
                     raise errors.payload_too_large(limit) from None
                 ctx.bytes_in = len(data)
                 return data
-        return _stream_body(ctx, limit)
+        return stream_body(ctx, limit)
 
     async def forward(self, ctx: RequestContext, route: Route, send: Any) -> None:
         body: Body = None
