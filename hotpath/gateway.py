@@ -98,9 +98,9 @@ class Gateway:
                 raise GatewayError(431, ErrorCode.BAD_REQUEST, f"request headers exceed {self._max_header} bytes")
             try:
                 ctx.path = normalize(raw_path, keep_encoded_slash=self._keep_encoded_slash)
-            except UnsafePath as exc:
+            except UnsafePath as unsafe:
                 raise errors.BAD_PATH.exception(
-                    message=f"the request path cannot be normalized safely: {exc}"
+                    message=f"the request path cannot be normalized safely: {unsafe}"
                 ) from None
             route = self.table.match(ctx.path, ctx.method)
             if route is None:

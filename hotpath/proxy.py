@@ -173,33 +173,33 @@ class Proxy:
                         finally:
                             telemetry.upstream_finished(ctx, token, status, None)
                         return
-            except UpstreamBodyError as exc:
+            except UpstreamBodyError as body_error:
                 breaker.record(permit, Outcome.IGNORED, perf_counter() - t0)
                 telemetry.upstream_finished(ctx, token, None, "client_body")
-                if isinstance(exc.cause, BodyTooLarge):
+                if isinstance(body_error.cause, BodyTooLarge):
                     raise errors.payload_too_large(route.max_body_bytes) from None
                 raise ClientGone() from None
-            except UpstreamTimeout as exc:
+            except UpstreamTimeout as timed_out:
                 elapsed = perf_counter() - t0
                 ctx.upstream_ms = elapsed * 1000.0
-                telemetry.upstream_finished(ctx, token, None, f"timeout:{exc.phase}")
+                telemetry.upstream_finished(ctx, token, None, f"timeout:{timed_out.phase}")
                 if ctx.status:
                     # The outcome was recorded when the head arrived; one call, one outcome.
-                    raise ResponseAborted("upstream timed out mid-response") from exc
+                    raise ResponseAborted("upstream timed out mid-response") from timed_out
                 breaker.record(permit, Outcome.TIMEOUT, elapsed)
                 delay = None
                 if may_retry:
                     delay = retry.delay(attempt, CAUSE_TIMEOUT, None, deadline - perf_counter())
                 if delay is None:
                     raise errors.upstream_timeout(service.name) from None
-            except UpstreamConnectError as exc:
+            except UpstreamConnectError as unreachable:
                 elapsed = perf_counter() - t0
                 telemetry.upstream_finished(ctx, token, None, "connect")
                 if ctx.status:
-                    raise ResponseAborted("upstream connection failed mid-response") from exc
+                    raise ResponseAborted("upstream connection failed mid-response") from unreachable
                 breaker.record(permit, Outcome.CONNECT_ERROR, elapsed)
                 # A connection that never carried the request can be retried for any method.
-                allowed = may_retry or (replayable and exc.before_send and retry.retryable_methods())
+                allowed = may_retry or (replayable and unreachable.before_send and retry.retryable_methods())
                 delay = None
                 if allowed:
                     delay = retry.delay(attempt, CAUSE_CONNECT, None, deadline - perf_counter())

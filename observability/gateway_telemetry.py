@@ -108,9 +108,11 @@ class GatewayTelemetry:
         if self.metrics is not None:
             self.metrics.in_flight += 1
         tracing = self.tracing
+        # if/else, not a second `ctx.span is None` test: mypy keeps ctx.span narrowed to None
+        # across the call that sets it, and compiled code (hotpath/native) trusts that.
         if tracing is not None and tracing.tracer is not None:
-            tracing.start_request(ctx)
-        if ctx.span is None:
+            tracing.start_request(ctx)  # sets ctx.span: a span, or the unsampled marker
+        else:
             ctx.span = STARTED
 
     def request_finished(self, ctx: RequestContext) -> None:

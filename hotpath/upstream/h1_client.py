@@ -654,12 +654,12 @@ class _Exchange:
             conn.write(_LAST_CHUNK)
             conn.request_done = True
             conn.last_read = self._pool.clock()
-        except UpstreamError as exc:  # UpstreamBodyError from the client's side included
+        except UpstreamError as upstream_error:  # UpstreamBodyError from the client's side included
             if self._owns(conn):
-                conn.fail_exchange(exc)
-        except Exception as exc:  # the client's body iterator failed in some other way
+                conn.fail_exchange(upstream_error)
+        except Exception as other:  # the client's body iterator failed in some other way
             if self._owns(conn):
-                conn.fail_exchange(UpstreamBodyError(exc))
+                conn.fail_exchange(UpstreamBodyError(other))
 
 
 class H1UpstreamClient:
