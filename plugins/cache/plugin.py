@@ -204,8 +204,8 @@ class CachePlugin(Plugin[CacheConfig]):
             return None
         # Judge and store what the upstream said, not what plugins add per request (CORS's
         # Vary: Origin, rate-limit headers, X-Cache itself).
-        per_request = {id(h) for h in ctx.response_headers}
-        headers = tuple(h for h in head.headers if h[0] not in _NOT_STORED and id(h) not in per_request)
+        per_request = tuple(ctx.response_headers)
+        headers = _upstream_headers(head.headers, per_request)
         verdict = judge(headers, cfg.ttl, cfg.respect_max_age, cfg.max_vary_headers)
         declared = head.get(b"content-length")
         too_big = declared is not None and (not declared.isdigit() or int(declared) > cfg.max_entry_bytes)
@@ -238,6 +238,30 @@ class CachePlugin(Plugin[CacheConfig]):
         self._release(miss, (entry, suffix))
 
 
+def _upstream_headers(headers: list[Header], per_request: tuple[Header, ...]) -> tuple[Header, ...]:
+    """``headers`` without those never stored, and without one occurrence of each header
+    the gateway added for this request.
+
+    By value, not by identity: compiled code (hotpath/native) holds these tuples unboxed, so
+    ``id()`` of one is the address of a temporary copy, which the next copy reuses.
+    """
+    if not per_request:
+        return tuple(h for h in headers if h[0] not in _NOT_STORED)
+    pending: dict[Header, int] = {}
+    for h in per_request:
+        pending[h] = pending.get(h, 0) + 1
+    kept: list[Header] = []
+    for h in headers:
+        if h[0] in _NOT_STORED:
+            continue
+        left = pending.get(h, 0)
+        if left:
+            pending[h] = left - 1
+            continue
+        kept.append(h)
+    return tuple(kept)
+
+
 def _state(ctx: RequestContext) -> _Miss | None:
     notes = ctx.notes
     if notes is None:
@@ -258,7 +282,7 @@ class _Capture:
         ctx: RequestContext,
         miss: _Miss,
         head: ResponseHead,
-        per_request: set[int],
+        per_request: tuple[Header, ...],
         ttl: float,
         vary: tuple[str, ...],
         suffix: str,
@@ -280,8 +304,7 @@ class _Capture:
         self._size = 0
 
     def _stored_headers(self) -> tuple[Header, ...]:
-        per_request = self._per_request
-        return tuple(h for h in self._head.headers if h[0] not in _NOT_STORED and id(h) not in per_request)
+        return _upstream_headers(self._head.headers, self._per_request)
 
     def feed(self, chunk: bytes) -> None:
         parts = self._parts

@@ -131,3 +131,18 @@ async def test_a_leader_that_fails_releases_its_followers() -> None:
     p.on_log(leader)  # the upstream failed before any response
     assert await follower is None
     assert follower_ctx.cache_status == "miss"
+
+
+def test_stored_headers_drop_what_the_gateway_added_once_per_addition() -> None:
+    from plugins.cache.plugin import _upstream_headers
+
+    upstream = [(b"content-type", b"text/plain"), (b"vary", b"origin"), (b"x-ratelimit-remaining", b"9")]
+    added = ((b"vary", b"origin"), (b"x-ratelimit-remaining", b"9"), (b"x-cache", b"MISS"))
+    # As _relay builds it: the upstream's headers, the request id, then what plugins added.
+    head = [*upstream, (b"x-request-id", b"abc"), *added]
+    kept = _upstream_headers(head, added)
+    # The upstream's own Vary and rate-limit header stay: only the gateway's copies go.
+    assert kept == tuple(upstream)
+    assert _upstream_headers(head, ()) == (*upstream, (b"vary", b"origin"), (b"x-ratelimit-remaining", b"9"))
+    # Equal tuples that are distinct objects count as the same header (no identity test).
+    assert _upstream_headers([(b"a", bytes([49]))], ((b"a", b"1"),)) == ()
