@@ -132,6 +132,12 @@ def build_app(loaded: LoadedConfig, runtime: WorkerRuntime | None = None) -> Gat
 
 def create_app() -> GatewayApplication:
     """Granian's factory target: load the config named by ``GATEHOUSE_CONFIG``."""
+    from hotpath.native.loader import status as native_status
+
+    native = native_status()
+    if native.error:
+        raise RuntimeError(native.error)
+    log.info("%s", native.describe())
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set; start the gateway with `gatehouse run -c FILE`")

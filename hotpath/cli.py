@@ -1,4 +1,4 @@
-"""``gatehouse``: run, check, demo.
+"""``gatehouse``: run, check, demo, native.
 
 ``run`` validates the configuration in the main process (so a bad file stops startup with
 one clear message, not one traceback per worker), then starts Granian with N BlackSheep
@@ -131,6 +131,12 @@ def _make_server(loaded: LoadedConfig, run_dir: Path) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from hotpath.native.loader import status as native_status
+
+    native = native_status()
+    if native.error:
+        print(f"gatehouse: {native.error}", file=sys.stderr)
+        return 2
     # First: prometheus-client chooses per-process files only if this is set before it is
     # imported, and Granian forks the workers from this process.
     from observability.multiproc import prepare_dir
@@ -166,7 +172,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(
         f"gatehouse: listening on http://{server.host}:{server.port} with {server.workers} worker(s); "
         f"{len(loaded.routes)} route(s), {len(loaded.services)} service(s) from {config_path}\n"
-        f"gatehouse: {state_line}",
+        f"gatehouse: {state_line}\n"
+        f"gatehouse: {native.describe()}",
         file=sys.stderr,
         flush=True,
     )
@@ -232,6 +239,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
             upstream.kill()
 
 
+def cmd_native(args: argparse.Namespace) -> int:
+    from hotpath.native import manifest
+    from hotpath.native.loader import check, status
+
+    if args.action == "build":
+        from hotpath.native.build import BuildError, build
+
+        out = Path(args.out) if args.out else manifest.native_dir()
+        print(f"gatehouse: compiling {len(manifest.MODULES)} modules with mypyc into {out} ...", file=sys.stderr)
+        try:
+            build(out)
+        except BuildError as exc:
+            print(f"gatehouse: native build failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"gatehouse: native build ready in {out}", file=sys.stderr)
+        return 0
+    current = status()
+    directory = Path(args.out) if args.out else manifest.native_dir()
+    files, reason = check(directory, manifest.source_root())
+    print(f"mode: {current.mode} ({current.describe()} in this process)")
+    print(f"build in {directory}: {'usable, ' + reason if files is not None else reason}")
+    return 0 if files is not None else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gatehouse", description="Gatehouse API gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate a config and print the compiled route table")
     check.add_argument("-c", "--config", required=True)
     check.add_argument("--json", action="store_true", help="print the route table as JSON")
+    native = sub.add_parser("native", help="compile the hot path with mypyc, or report whether a build is usable")
+    native.add_argument("action", choices=("build", "status"))
+    native.add_argument("--out", help="build directory (env GATEHOUSE_NATIVE_DIR; default hotpath/native/lib)")
     args = parser.parse_args(argv)
+    if args.command == "native":
+        return cmd_native(args)
     if args.command == "run":
         return cmd_run(args)
     if args.command == "demo":

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from hotpath.lifecycle import DrainState
+from hotpath.native.loader import status as native_status
 from hotpath.runtime import WorkerRuntime
 from hotpath.upstream.service import Service
 
@@ -58,4 +59,5 @@ class Health:
             "state_backend": state.kind,
             "dependencies": deps,
             "breakers": breakers,
+            "native": native_status().as_dict(),
         }

@@ -1,0 +1,106 @@
+"""``gatehouse native build``: compile ``manifest.MODULES`` with mypyc into their own directory.
+
+The compiler runs in a child process (setuptools and mypy keep global state and exit on
+errors), from a scratch working directory so setuptools never reads the project's
+pyproject.toml. The result is assembled in a staging directory and swapped in whole, with
+the manifest written last: a half-finished build is never mistaken for a usable one.
+Needs mypy (with mypyc), setuptools, a C compiler and the Python headers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hotpath.native import manifest
+
+
+class BuildError(Exception):
+    pass
+
+
+def build(out: Path, *, jobs: int | None = None) -> Path:
+    root = manifest.source_root()
+    out = out.resolve()
+    before = manifest.fingerprint(root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        with tempfile.TemporaryDirectory(prefix="gatehouse-native-") as work:
+            env = {**os.environ, "GATEHOUSE_NATIVE": "off"}
+            cmd = [sys.executable, "-m", "hotpath.native.build", "--compile", str(staging), str(root),
+                   str(jobs or os.cpu_count() or 1)]
+            done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise BuildError(f"mypyc failed (exit {done.returncode}):\n{_tail(done.stdout + done.stderr)}")
+        if manifest.fingerprint(root) != before:
+            raise BuildError("the sources changed while they were being compiled; build again")
+        suffix = manifest.ext_suffix()
+        modules = {m: _relative(m, suffix) for m in manifest.MODULES}
+        group = {f"{manifest.GROUP}__mypyc": f"{manifest.GROUP}__mypyc{suffix}"}
+        for rel in (*modules.values(), *group.values()):
+            if not (staging / rel).is_file():
+                raise BuildError(f"mypyc did not produce {rel}")
+        from mypy.version import __version__ as mypy_version
+
+        record = {
+            "format": manifest.FORMAT,
+            "ext_suffix": suffix,
+            "fingerprint": before,
+            "modules": modules,
+            "group": group,
+            "mypy": mypy_version,
+            "python": sys.version.split()[0],
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (staging / manifest.MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _relative(module: str, suffix: str) -> str:
+    return "/".join(module.split(".")) + suffix
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _compile(out: str, root: str, jobs: str) -> None:
+    """Child process: mypycify the modules and build them into ``out``."""
+    from mypyc.build import mypycify
+    from setuptools import setup
+
+    rootp = Path(root)
+    sources = [str(manifest.source_file(m, rootp)) for m in manifest.MODULES]
+    # Not the project's mypy settings: an installed package has no pyproject.toml, and
+    # compiling needs the types, not strict mode's extra checks (`mypy` in CI runs those).
+    extensions = mypycify(
+        ["--ignore-missing-imports", *sources],
+        opt_level="3",
+        group_name=manifest.GROUP,
+        multi_file=True,  # many C files, so the compiler can use every core
+        target_dir=str(Path.cwd() / "c"),
+    )
+    setup(
+        name="gatehouse-native",
+        ext_modules=extensions,
+        script_args=["build_ext", "--build-lib", out, "--build-temp", str(Path.cwd() / "obj"), "--parallel", jobs],
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--compile":
+        _compile(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        raise SystemExit("usage: gatehouse native build [--out DIR]")
