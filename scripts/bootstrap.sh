@@ -24,6 +24,17 @@ apt_need() {
   fi
 }
 
+# ensure_compiler: what `gatehouse native build` (mypyc) needs besides the venv: a C
+# compiler and the Python headers.
+ensure_compiler() {
+  apt_need gcc gcc
+  if ! "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    echo "bootstrap: installing the Python headers (python3-dev)" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-dev >/dev/null
+  fi
+}
+
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 if ! "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then

@@ -34,6 +34,17 @@ UPSTREAM_APP = "tests.support.upstream_app:app"
 # that layout on purpose.
 SEPARATE_SESSIONS = False
 
+# How gateways started here load the hot path (hotpath/native): interpreted, unless
+# GATEHOUSE_TESTS_NATIVE_DIR names a native build, which every gateway then must use
+# (scripts/test.sh runs the integration tests once more that way). The load harness
+# replaces this with its --native choice.
+TESTS_NATIVE_DIR_ENV = "GATEHOUSE_TESTS_NATIVE_DIR"
+NATIVE_ENV: dict[str, str] = (
+    {"GATEHOUSE_NATIVE": "require", "GATEHOUSE_NATIVE_DIR": os.environ[TESTS_NATIVE_DIR_ENV]}
+    if os.environ.get(TESTS_NATIVE_DIR_ENV)
+    else {"GATEHOUSE_NATIVE": "off"}
+)
+
 
 def spawn_group() -> dict[str, Any]:
     """Popen arguments placing a helper in its own process group (and session, if asked)."""
@@ -228,6 +239,7 @@ class Gateway:
         self.log_path = self.dir / "gateway.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEHOUSE_", "REDIS_URL"))}
+        full_env.update(NATIVE_ENV)
         full_env.update(env or {})
         self._drain: subprocess.Popen[bytes] | None = None
         out: Any = self._log
