@@ -58,6 +58,10 @@ def parse(argv: list[str] | None = None) -> Options | None:
                    help="start each server in a session of its own, so in its own scheduler autogroup apart "
                    "from the load generator (Granian loses 25-30%% of its throughput this way; nginx stays "
                    "within its spread)")
+    p.add_argument("--native", choices=("auto", "off", "require"), default="auto",
+                   help="how the gateway loads its hot path: compiled by mypyc when a matching build exists "
+                   "(auto, the default), interpreted (off), or compiled or not at all (require); "
+                   "`gatehouse native build` makes the build")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     a = p.parse_args(argv)
     for name, low in (("duration", 0.5), ("warmup", 0.0), ("connections", 1), ("workers", 1),
@@ -82,6 +86,7 @@ def parse(argv: list[str] | None = None) -> Options | None:
     o.generator = a.generator
     o.profile = a.profile
     o.separate_sessions = a.separate_sessions
+    o.native = a.native
     if a.scenarios:
         # nginx-proxy is the reference every ratio needs.
         wanted = set(a.scenarios) | {"nginx-proxy"}

@@ -178,6 +178,9 @@ def build(
             # "separate": every server in a session (scheduler autogroup) of its own;
             # "shared": in the harness's, with the load generator.
             "sessions": "separate" if options.separate_sessions else "shared",
+            "native": options.native,
+            # What the gateway scenarios ran: compiled or interpreted (from each one's /health).
+            "hot_path": sorted({r.hot_path for r in results if r.hot_path}),
             "users": options.users,
             "quick": options.quick,
             "cpu_busy_before_run": round(busy_before, 3),
@@ -219,7 +222,8 @@ def render(data: dict[str, Any]) -> str:
         f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; gateway {cond['gateway_workers']} "
         f"workers, nginx {cond['nginx_workers']} worker(s); wrk -t1 -c{cond['wrk_connections']}, "
         f"{cond['duration_s']:g}s runs after {cond['warmup_s']:g}s warm-up; fixed rates by "
-        f"{cond['fixed_rate_generator']}; servers in {cond.get('sessions', 'separate')} sessions",
+        f"{cond['fixed_rate_generator']}; servers in {cond.get('sessions', 'separate')} sessions; "
+        f"gateway hot path: {', '.join(cond.get('hot_path') or ['unknown'])} (--native {cond.get('native', 'auto')})",
     ]
     if cond["contended"]:
         out.append(f"WARNING: the CPU was {cond['cpu_busy_before_run']:.0%} busy before the run started: "

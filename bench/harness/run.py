@@ -48,6 +48,9 @@ class Options:
     # Start each server in a session (so a scheduler autogroup) of its own, apart from the
     # load generator, instead of in the harness's: see tests/support/processes.py.
     separate_sessions: bool = False
+    # GATEHOUSE_NATIVE for the gateway: "auto" (compiled when a matching build exists),
+    # "off" (interpreted) or "require" (see hotpath/native).
+    native: str = "auto"
 
 
 @dataclass
@@ -66,6 +69,8 @@ class Result:
     notes: list[str] = field(default_factory=list)
     against: str | None = None
     kind: str = "gateway"
+    # What the gateway's /health said it runs: "compiled (<n> modules)" or "interpreted".
+    hot_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -84,6 +89,13 @@ def _tokens(secret: str, users: int) -> list[str]:
         )
         for i in range(users)
     ]
+
+
+def _hot_path(base_url: str) -> str:
+    import httpx
+
+    native = httpx.get(base_url + "/health", timeout=5).json().get("native") or {}
+    return f"compiled ({native.get('modules')} modules)" if native.get("active") else "interpreted"
 
 
 # What the batcher logs when decisions go to the in-process fallback instead of Redis.
@@ -227,6 +239,7 @@ class Harness:
         gateway = services.start_gateway(config, workers=self.o.workers, env={})
         self.procs.add("target", lambda: services.stop_gateway(gateway))
         headers, rotate = self._credentials(sc)
+        res.hot_path = _hot_path(gateway.url)
         probe = scenarios.Probe(gateway.url, headers)
         for check in sc.probes():
             check(probe)
@@ -427,7 +440,9 @@ def profile_summary(folded: str, top: int = 25) -> str:
 
 def main_run(options: Options) -> int:
     sessions_before = processes.SEPARATE_SESSIONS
+    native_before = processes.NATIVE_ENV
     processes.SEPARATE_SESSIONS = options.separate_sessions
+    processes.NATIVE_ENV = {"GATEHOUSE_NATIVE": options.native}
     harness = Harness(options)
 
     def interrupted(signum: int, _frame: Any) -> None:
@@ -446,6 +461,7 @@ def main_run(options: Options) -> int:
         harness.close()
         signal.signal(signal.SIGTERM, previous)
         processes.SEPARATE_SESSIONS = sessions_before
+        processes.NATIVE_ENV = native_before
     print(report.render(data))
     path = options.output or RESULTS_DIR / time.strftime("harness-%Y%m%d-%H%M%S.json")
     path.parent.mkdir(parents=True, exist_ok=True)
