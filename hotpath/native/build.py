@@ -1,9 +1,11 @@
 """``gatehouse native build``: compile ``manifest.MODULES`` with mypyc into their own directory.
 
 The compiler runs in a child process (setuptools and mypy keep global state and exit on
-errors), from a scratch working directory so setuptools never reads the project's
-pyproject.toml. The result is assembled in a staging directory and swapped in whole, with
-the manifest written last: a half-finished build is never mistaken for a usable one.
+errors), in a scratch directory holding a copy of the three packages: setuptools never
+reads the project's pyproject.toml, and mypy never sees an installed package's neighbours
+in site-packages as our code (``typing_extensions.py`` there would shadow its own). The
+result is assembled in a staging directory and swapped in whole, with the manifest written
+last: a half-finished build is never mistaken for a usable one.
 Needs mypy (with mypyc), setuptools, a C compiler and the Python headers.
 """
 
@@ -28,13 +30,18 @@ class BuildError(Exception):
 def build(out: Path, *, jobs: int | None = None) -> Path:
     root = manifest.source_root()
     out = out.resolve()
-    before = manifest.fingerprint(root)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
         with tempfile.TemporaryDirectory(prefix="gatehouse-native-") as work:
+            snapshot = Path(work) / "src"
+            for package in manifest.PACKAGES:
+                shutil.copytree(root / package, snapshot / package, ignore=_not_sources)
+            before = manifest.fingerprint(snapshot)
+            if manifest.fingerprint(root) != before:
+                raise BuildError("the sources changed while they were being copied; build again")
             env = {**os.environ, "GATEHOUSE_NATIVE": "off"}
-            cmd = [sys.executable, "-m", "hotpath.native.build", "--compile", str(staging), str(root),
+            cmd = [sys.executable, "-m", "hotpath.native.build", "--compile", str(staging), str(snapshot),
                    str(jobs or os.cpu_count() or 1)]
             done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -66,6 +73,14 @@ def build(out: Path, *, jobs: int | None = None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _not_sources(directory: str, names: list[str]) -> set[str]:
+    """What the snapshot leaves out: byte code, and the build directory with its staging."""
+    skipped = {n for n in names if n == "__pycache__"}
+    if Path(directory).resolve() == manifest.default_dir().parent:
+        skipped |= {n for n in names if n == manifest.default_dir().name or n.startswith(".lib.staging-")}
+    return skipped
 
 
 def _relative(module: str, suffix: str) -> str:
