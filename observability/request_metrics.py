@@ -29,8 +29,12 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 OTHER_METHOD = "OTHER"
 
 
-class HistogramLayoutError(RuntimeError):
-    """prometheus-client's histogram children no longer look as this module expects."""
+class HistogramLayoutError(Exception):
+    """prometheus-client's histogram children no longer look as this module expects.
+
+    An Exception, not a RuntimeError: this module is compiled (hotpath/native), and mypyc
+    cannot derive a class from most builtin exception types.
+    """
 
 
 class RequestFamilies:

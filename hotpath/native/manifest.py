@@ -17,7 +17,7 @@ DIR_ENV = "GATEHOUSE_NATIVE_DIR"
 
 # The modules a request runs through, all mypy-strict. Left out on purpose: modules with
 # async generators (unsupported by mypyc), classes derived from builtin exceptions other
-# than Exception (hotpath/state/resp.py, observability/request_metrics.py), msgspec
+# than Exception (hotpath/state/resp.py), msgspec
 # structs (compiled, their annotations lose the item types msgspec validates with:
 # plugins/cache/entry.py decoded headers as lists), and what runs only at startup.
 MODULES: tuple[str, ...] = (
@@ -52,6 +52,7 @@ MODULES: tuple[str, ...] = (
     "observability.access_log",
     "observability.deferred_counters",
     "observability.gateway_telemetry",
+    "observability.request_metrics",
     "observability.telemetry",
 )
 
