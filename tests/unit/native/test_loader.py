@@ -121,7 +121,7 @@ def test_the_finder_serves_exactly_the_listed_modules(tmp_path: Path) -> None:
     sys.meta_path.insert(0, finder)
     try:
         loaded = importlib.import_module("gh_native_probe")
-        assert loaded.WHERE == str(module)
+        assert str(module) == loaded.WHERE
     finally:
         sys.meta_path.remove(finder)
         sys.modules.pop("gh_native_probe", None)
