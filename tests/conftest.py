@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.processes import Gateway, RedisServer, Upstream
+from tests.support.processes import REPO, TESTS_NATIVE_DIR_ENV, Gateway, RedisServer, Upstream
 
 GatewayFactory = Callable[..., Gateway]
 
@@ -46,6 +50,27 @@ def gateway_factory() -> Iterator[GatewayFactory]:
     yield start
     for gw in started:
         gw.stop()
+
+
+# scripts/test.sh builds the compiled hot path once and names it here; run alone, the
+# tests that need a build make one (about a minute).
+NATIVE_BUILD_ENV = "GATEHOUSE_TESTS_NATIVE_BUILD"
+
+
+@pytest.fixture(scope="session")
+def native_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A native build (hotpath/native) of this checkout's sources."""
+    given = os.environ.get(NATIVE_BUILD_ENV) or os.environ.get(TESTS_NATIVE_DIR_ENV)
+    if given:
+        return Path(given)
+    out = tmp_path_factory.mktemp("native") / "lib"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "hotpath.cli", "native", "build", "--out", str(out)],
+        cwd=REPO, env={**env, "GATEHOUSE_NATIVE": "off"}, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
 
 
 def basic_config(upstream_url: str, **route_overrides: Any) -> dict[str, Any]:

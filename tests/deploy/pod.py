@@ -4,8 +4,9 @@ No Docker engine is needed: the image's ENTRYPOINT and CMD are run from this vir
 with the environment the pod gets (image ENV, ConfigMaps, Secrets, the CPU-derived worker
 count) and the overlay's mounted ConfigMap as the config file. Only what a test machine
 must change is changed: listen on 127.0.0.1 and free ports instead of 8080/8081, point
-Redis and the services at test processes, and use private directories for the two
-emptyDir volumes.
+Redis and the services at test processes, use private directories for the two emptyDir
+volumes, and find the compiled hot path (which the image builds in place and requires)
+in the test run's build.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class DeployedPod:
         *,
         redis_url: str,
         service_urls: dict[str, str],
+        native_dir: Path,
         ready_timeout: float = 30.0,
     ) -> None:
         self.manifests = m
@@ -66,6 +68,7 @@ class DeployedPod:
                 "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
                 "POD_NAME": "gatehouse-test-pod",
                 "OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.name=gatehouse-test-pod",
+                "GATEHOUSE_NATIVE_DIR": str(native_dir),
                 **{f"{name.upper()}_SERVICE_URL": url for name, url in service_urls.items()},
             }
         )
@@ -80,7 +83,11 @@ class DeployedPod:
         self.proc = subprocess.Popen(
             self.argv, cwd=self.workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        self.wait_ready(ready_timeout)
+        try:
+            self.wait_ready(ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def url(self) -> str:

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,11 +26,15 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def pod(
-    rendered: dict[str, Manifests], dockerfile: Dockerfile, redis_server: RedisServer, upstream: Upstream
+    rendered: dict[str, Manifests],
+    dockerfile: Dockerfile,
+    redis_server: RedisServer,
+    upstream: Upstream,
+    native_build: Path,
 ) -> Iterator[DeployedPod]:
     p = DeployedPod(
         rendered["prod"], dockerfile, redis_url=redis_server.url,
-        service_urls={"users": upstream.url, "catalog": upstream.url},
+        service_urls={"users": upstream.url, "catalog": upstream.url}, native_dir=native_build,
     )
     yield p
     p.stop()
@@ -43,6 +48,19 @@ def _token(subject: str = "user-1", **claims: Any) -> str:
 def test_runs_the_cpu_derived_worker_count(pod: DeployedPod) -> None:
     assert pod.workers == 2
     assert len(pod.pids()) == 1 + pod.workers, pod.output()
+
+
+def test_every_worker_runs_the_compiled_hot_path(pod: DeployedPod) -> None:
+    """The image requires the compiled build (GATEHOUSE_NATIVE=require): every worker uses it."""
+    assert pod.env["GATEHOUSE_NATIVE"] == "require"
+    seen: dict[int, dict[str, Any]] = {}
+    for _ in range(200):
+        body = httpx.get(f"{pod.url}/health", timeout=2).json()
+        seen[body["pid"]] = body["native"]
+        if len(seen) == pod.workers:
+            break
+    assert len(seen) == pod.workers, seen
+    assert all(native["active"] is True for native in seen.values()), seen
 
 
 def test_every_probe_answers(pod: DeployedPod) -> None:
@@ -104,7 +122,7 @@ def test_writes_only_to_the_writable_volumes(pod: DeployedPod) -> None:
 
 
 def test_rollout_termination_drops_no_request(
-    rendered: dict[str, Manifests], dockerfile: Dockerfile, redis_server: RedisServer
+    rendered: dict[str, Manifests], dockerfile: Dockerfile, redis_server: RedisServer, native_build: Path
 ) -> None:
     """The kubelet's sequence with the shipped timings: after preStop, SIGTERM; readiness
     turns false within the drain delay while requests are still served; an in-flight
@@ -116,8 +134,12 @@ def test_rollout_termination_drops_no_request(
     grace = m.pod_spec["terminationGracePeriodSeconds"]
     pre_stop = int(m.container["lifecycle"]["preStop"]["exec"]["command"][1])
     slow = Upstream()
-    pod = DeployedPod(m, dockerfile, redis_url=redis_server.url,
-                      service_urls={"users": slow.url, "catalog": slow.url})
+    try:
+        pod = DeployedPod(m, dockerfile, redis_url=redis_server.url,
+                          service_urls={"users": slow.url, "catalog": slow.url}, native_dir=native_build)
+    except BaseException:
+        slow.stop()
+        raise
     try:
         # Longer than the drain delay, so it is still running when accept stops, and within
         # the users service's read timeout.

@@ -1,8 +1,8 @@
 """The compiled hot path (hotpath/native), built by mypyc and run by the real gateway.
 
-The build comes from scripts/test.sh (``GATEHOUSE_TESTS_NATIVE_BUILD``), or is made here
-when these tests run alone. scripts/test.sh also runs every integration test a second
-time with all gateways on this build; these tests pin down what that pass relies on.
+The build is the ``native_build`` fixture (tests/conftest.py). scripts/test.sh also runs
+every integration test a second time with all gateways on this build; these tests pin
+down what that pass relies on.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,11 +21,10 @@ import pytest
 
 from hotpath.native import manifest
 from tests.conftest import GatewayFactory
-from tests.support.processes import REPO, TESTS_NATIVE_DIR_ENV, Gateway, RedisServer, Upstream
+from tests.support.processes import REPO, Gateway, RedisServer, Upstream
 
 pytestmark = pytest.mark.integration
 
-BUILD_ENV = "GATEHOUSE_TESTS_NATIVE_BUILD"
 SECRET = "native-test-secret-with-enough-entropy-0123456789"
 
 
@@ -34,21 +32,6 @@ def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
     env.update(extra)
     return env
-
-
-@pytest.fixture(scope="module")
-def native_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    given = os.environ.get(BUILD_ENV) or os.environ.get(TESTS_NATIVE_DIR_ENV)
-    if given:
-        yield Path(given)
-        return
-    out = tmp_path_factory.mktemp("native") / "lib"
-    done = subprocess.run(
-        [sys.executable, "-m", "hotpath.cli", "native", "build", "--out", str(out)],
-        cwd=REPO, env=_clean_env(GATEHOUSE_NATIVE="off"), capture_output=True, text=True, timeout=900, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    yield out
 
 
 def _full_chain(upstream_url: str, redis_url: str) -> dict[str, object]:
