@@ -83,7 +83,7 @@ class RateLimitPlugin(Plugin[RouteRateLimit]):
         policy = self.policy
         rp = self.plans[policy.tier_for(ctx.identity).name]
         plan = rp.plan
-        keys = policy.keys(policy.caller(ctx), plan)
+        keys = policy.request_keys(ctx, plan)
         limiter = self.limiter
         batcher = limiter.batcher
         if batcher is None:

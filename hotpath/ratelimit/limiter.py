@@ -12,6 +12,7 @@ Outcomes counted in ``gatehouse_rate_limit_decisions{policy,tier,outcome}``:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hotpath.ratelimit.config import RateLimitSettings
@@ -122,10 +123,10 @@ class Limiter:
         if self.batcher is not None:
             await self.batcher.close()
 
-    def decide_fallback(self, keys: list[str], plan: TierPlan, cost: int) -> Decision:
+    def decide_fallback(self, keys: Sequence[str], plan: TierPlan, cost: int) -> Decision:
         return self.fallback.decide(keys, plan.fallback, cost)
 
-    def decide_local(self, keys: list[str], limits: tuple[CompiledLimit, ...], cost: int) -> Decision:
+    def decide_local(self, keys: Sequence[str], limits: tuple[CompiledLimit, ...], cost: int) -> Decision:
         assert self.memory is not None
         return self.memory.decide(keys, limits, cost)
 

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 KEY_KINDS = ("user", "api_key", "ip", "header")
 _KIND_PREFIX = {"user": b"u:", "api_key": b"k:", "header": b"h:", "ip": b"ip:"}
 _DIGEST_KEY = b"gatehouse-rate-limit"
+# Recent callers' keys per policy, so a repeat caller costs one dict probe rather than a
+# keyed BLAKE2b digest and string building. Emptied when full: a flood of distinct callers
+# costs what no cache would, and memory stays bounded.
+RECENT_CALLERS = 8192
 
 
 def caller_id(kind: str, value: str | bytes) -> str:
@@ -62,6 +66,7 @@ class CompiledPolicy:
         "legacy_headers",
         "name",
         "pattern",
+        "recent",
         "tag_prefix",
         "tier_claim",
         "tiers",
@@ -93,6 +98,7 @@ class CompiledPolicy:
         self.tag_prefix = f"{key_base}:{{{name}:"
         # SCAN pattern for every key of this policy (policy names carry no glob characters).
         self.pattern = f"{key_base}:{{{name}:*"
+        self.recent: dict[tuple[str, str | bytes, str], tuple[str, ...]] = {}
 
     def tier_for(self, identity: Identity | None) -> TierPlan:
         if identity is None:
@@ -106,18 +112,31 @@ class CompiledPolicy:
         plan = self.tiers.get(tier) if tier else None
         return plan if plan is not None else self.default
 
-    def caller(self, ctx: RequestContext) -> str:
-        """The caller id for this request; callers without the policy's key go by IP."""
+    def caller(self, ctx: RequestContext) -> tuple[str, str | bytes]:
+        """Who this request counts against: (kind, value); callers without the policy's
+        key go by IP."""
         kind = self.key
         if kind == "user":
             if ctx.identity is not None:
-                return caller_id("user", ctx.identity.subject)
+                return "user", ctx.identity.subject
         elif kind != "ip":
             assert self.header is not None
             value = ctx.header(self.header)
             if value:
-                return caller_id(kind, value)
-        return caller_id("ip", ctx.client_ip)
+                return kind, value
+        return "ip", ctx.client_ip
+
+    def request_keys(self, ctx: RequestContext, plan: TierPlan) -> tuple[str, ...]:
+        """The keys of this request's limits under ``plan`` (shared: never mutate them)."""
+        kind, value = self.caller(ctx)
+        slot = (kind, value, plan.name)
+        recent = self.recent
+        keys = recent.get(slot)
+        if keys is None:
+            if len(recent) >= RECENT_CALLERS:
+                recent.clear()
+            keys = recent[slot] = tuple(self.keys(caller_id(kind, value), plan))
+        return keys
 
     def keys(self, caller: str, plan: TierPlan) -> list[str]:
         base = f"{self.tag_prefix}{caller}}}"

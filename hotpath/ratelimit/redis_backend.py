@@ -31,6 +31,7 @@ import asyncio
 import binascii
 import contextlib
 import logging
+from collections.abc import Sequence
 from time import perf_counter
 from typing import Any
 
@@ -47,6 +48,7 @@ log = logging.getLogger("gatehouse.ratelimit")
 
 OPERATION = "rate_limit"
 REPLY_WIDTH = 6  # allowed, index, limit, remaining, reset_ms, retry_ms
+WIRE_KEYS_KEPT = 16384  # a few keys per recent caller (hotpath/ratelimit/policy.py)
 
 
 def hash_slot(key: str) -> int:
@@ -63,7 +65,7 @@ def hash_slot(key: str) -> int:
 class _Pending:
     __slots__ = ("args", "future", "keys", "queued")
 
-    def __init__(self, future: asyncio.Future[Decision | None], keys: list[str], args: tuple[int, ...],
+    def __init__(self, future: asyncio.Future[Decision | None], keys: Sequence[str], args: tuple[int, ...],
                  queued: float) -> None:
         self.future = future
         self.keys = keys
@@ -120,6 +122,9 @@ class RedisBatcher:
         # Wire form of each distinct argument tuple (a route's cost and tier plan): a
         # handful per configuration, encoded on first use.
         self._wire_args: dict[tuple[int, ...], bytes] = {}
+        # Wire form of recent keys: repeat callers' keys are the same str objects (the
+        # policy's cache), so this is a probe on a cached hash. Emptied when full.
+        self._wire_keys: dict[str, bytes] = {}
         self._wire_head = bulk(b"EVALSHA") + bulk(script.sha.encode())
         self._in_flight = 0
         # The pending send: a linger timer, or a flush at the end of this tick (_soon).
@@ -143,7 +148,7 @@ class RedisBatcher:
         loop = self._loop
         return loop is None or loop.time() >= self._down_until
 
-    def submit(self, keys: list[str], args: tuple[int, ...]) -> asyncio.Future[Decision | None] | None:
+    def submit(self, keys: Sequence[str], args: tuple[int, ...]) -> asyncio.Future[Decision | None] | None:
         """Queue one decision; None means Redis is known to be down right now."""
         loop = self._loop
         if loop is None:
@@ -316,11 +321,18 @@ class RedisBatcher:
     def _wire(self, batch: list[_Pending]) -> bytes:
         """``EVALSHA sha numkeys key... n args...`` as one RESP command."""
         wire_args = self._wire_args
+        wire_keys = self._wire_keys
         keys: list[bytes] = []
         args: list[bytes] = []
         n_args = 1
         for p in batch:
-            keys.extend(bulk(k.encode()) for k in p.keys)
+            for key in p.keys:
+                encoded_key = wire_keys.get(key)
+                if encoded_key is None:
+                    if len(wire_keys) >= WIRE_KEYS_KEPT:
+                        wire_keys.clear()
+                    encoded_key = wire_keys[key] = bulk(key.encode())
+                keys.append(encoded_key)
             encoded = wire_args.get(p.args)
             if encoded is None:
                 encoded = wire_args[p.args] = b"".join(bulk(b"%d" % a) for a in p.args)

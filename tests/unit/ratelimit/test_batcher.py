@@ -188,3 +188,24 @@ def test_replies_of_a_redis_that_cannot_serve_yet_are_outages() -> None:
         assert _is_outage(ReplyError(reply)), reply
     assert not _is_outage(ReplyError("ERR Error running script"))
     assert _is_outage(LinkDown("lost"))
+
+
+async def test_wire_keys_stay_exact_and_bounded(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batcher's cache of encoded keys never changes what is sent, and stays bounded."""
+    from hotpath.ratelimit import redis_backend
+
+    monkeypatch.setattr(redis_backend, "WIRE_KEYS_KEPT", 8)
+    client = coredis.Redis.from_url(redis_server.url, connect_timeout=1, stream_timeout=2)
+    async with entered(client):
+        b = batcher(client, redis_server.url, "link")
+        try:
+            for round_ in range(3):  # later rounds hit, miss and clear the cache
+                futs = [b.submit([f"t:v1:rl:{{wire:{i}}}:{LIMIT.suffix}"], ARGS) for i in range(20)]
+                decisions = [await f for f in futs if f is not None]
+                assert len(decisions) == 20
+                assert all(d is not None and d.allowed and d.remaining == 999 - round_ for d in decisions)
+                assert len(b._wire_keys) <= 8
+        finally:
+            await close(b)

@@ -126,3 +126,25 @@ plugins:
     c = ctx(Identity("carol", "free", claims={"plan": "enterprise"}))
     await plugin.on_request(c)
     assert dict(c.response_headers)[b"x-ratelimit-limit"] == b"400"
+
+
+def test_request_keys_are_cached_per_caller_and_plan_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hotpath.ratelimit import policy as policy_module
+    from hotpath.ratelimit.policy import caller_id
+
+    policy = make_plugin(Sink(), CONFIG).policy
+    free, pro = policy.tiers["free"], policy.tiers["pro"]
+    alice = ctx(Identity("alice", "free"))
+    keys = policy.request_keys(alice, free)
+    assert keys == tuple(policy.keys(caller_id("user", "alice"), free))
+    assert policy.request_keys(ctx(Identity("alice", "free")), free) is keys  # a repeat: the cache
+    assert policy.request_keys(alice, pro) == tuple(policy.keys(caller_id("user", "alice"), pro))
+    # Same value, other kind: an anonymous caller from an address spelled like a subject.
+    assert policy.request_keys(ctx(ip="alice"), free) == tuple(policy.keys(caller_id("ip", "alice"), free))
+    assert policy.request_keys(ctx(ip="alice"), free) != keys
+
+    monkeypatch.setattr(policy_module, "RECENT_CALLERS", 4)
+    for i in range(10):
+        c = ctx(ip=f"10.1.0.{i}")
+        assert policy.request_keys(c, free) == tuple(policy.keys(caller_id("ip", f"10.1.0.{i}"), free))
+        assert len(policy.recent) <= 4
