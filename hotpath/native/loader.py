@@ -67,9 +67,10 @@ class _NativeFinder(importlib.abc.MetaPathFinder):
 def check(directory: Path, root: Path) -> tuple[dict[str, Path] | None, str]:
     """The module files of a build that matches the sources under ``root``, or why not."""
     path = directory / manifest.MANIFEST
-    if not path.is_file():
-        return None, f"no native build in {directory}; `gatehouse native build` makes one"
     try:
+        # Inside the try: a build the gateway's user may not read is a reason, not a crash.
+        if not path.is_file():
+            return None, f"no native build in {directory}; `gatehouse native build` makes one"
         data = json.loads(path.read_text())
         if data.get("format") != manifest.FORMAT:
             return None, f"native build in {directory} has an unknown format; rebuild it"
@@ -81,11 +82,11 @@ def check(directory: Path, root: Path) -> tuple[dict[str, Path] | None, str]:
         if data.get("fingerprint") != manifest.fingerprint(root):
             return None, f"sources changed since the native build in {directory}; rebuild it"
         files = {name: directory / rel for name, rel in {**data["modules"], **data["group"]}.items()}
+        unreadable = [str(f) for f in files.values() if not f.is_file() or not os.access(f, os.R_OK)]
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         return None, f"native build manifest {path} is unreadable ({type(exc).__name__}: {exc})"
-    missing = [str(f) for f in files.values() if not f.is_file()]
-    if missing:
-        return None, f"native build in {directory} is incomplete (missing {missing[0]})"
+    if unreadable:
+        return None, f"native build in {directory} is incomplete or unreadable ({unreadable[0]})"
     return files, f"{len(manifest.MODULES)} modules"
 
 

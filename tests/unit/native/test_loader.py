@@ -181,3 +181,11 @@ def test_a_matching_build_is_installed_unless_a_module_was_imported_first(tmp_pa
                          env={**clean, "GATEHOUSE_NATIVE": "require", "GATEHOUSE_NATIVE_DIR": build}, check=True)
     assert out.stdout.startswith("False |")
     assert "plugins.cache.local was imported before the native loader ran" in out.stdout
+
+
+def test_a_build_that_cannot_be_read_is_a_reason_not_a_crash(tmp_path: Path) -> None:
+    # stat() fails with ENAMETOOLONG here, which Path.is_file() does not swallow: the same
+    # path an unreadable directory takes (EACCES), reachable without dropping privileges.
+    root = _tree(tmp_path / "src")
+    files, reason = check(tmp_path / ("x" * 300), root)
+    assert files is None and "unreadable" in reason and "OSError" in reason
