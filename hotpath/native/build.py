@@ -30,8 +30,14 @@ class BuildError(Exception):
 def build(out: Path, *, jobs: int | None = None) -> Path:
     root = manifest.source_root()
     out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    _refuse_foreign(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+        # mkdtemp makes it 0700; a gateway running as another user (the image's) must read it.
+        staging.chmod(0o755)
+    except OSError as exc:
+        raise BuildError(f"cannot prepare {out}: {exc}") from exc
     try:
         with tempfile.TemporaryDirectory(prefix="gatehouse-native-") as work:
             snapshot = Path(work) / "src"
@@ -67,19 +73,48 @@ def build(out: Path, *, jobs: int | None = None) -> Path:
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         (staging / manifest.MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        _swap_in(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _refuse_foreign(out: Path) -> None:
+    """Only an empty directory or an earlier build may be replaced: ``--out`` pointed at
+    anything else by mistake must not be deleted."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise BuildError(f"{out} exists and is not a directory; choose another --out")
+    try:
+        ours = (out / manifest.MANIFEST).is_file() or not any(out.iterdir())
+    except OSError as exc:
+        raise BuildError(f"cannot read {out}: {exc}") from exc
+    if not ours:
+        raise BuildError(f"{out} is not empty and holds no native build; choose another --out")
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace ``out`` with ``staging`` by two renames, so a reader sees the old build,
+    no build (and runs interpreted), or the new one, never a mixture; the old files stay
+    mapped in processes that already loaded them."""
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent)) / "lib"
+    try:
+        if out.exists():
+            out.rename(aside)
+        staging.rename(out)
+    except OSError as exc:
+        raise BuildError(f"cannot install the build at {out} (another build at the same time?): {exc}") from exc
+    finally:
+        shutil.rmtree(aside.parent, ignore_errors=True)
 
 
 def _not_sources(directory: str, names: list[str]) -> set[str]:
     """What the snapshot leaves out: byte code, and the build directory with its staging."""
     skipped = {n for n in names if n == "__pycache__"}
     if Path(directory).resolve() == manifest.default_dir().parent:
-        skipped |= {n for n in names if n == manifest.default_dir().name or n.startswith(".lib.staging-")}
+        skipped |= {n for n in names if n == manifest.default_dir().name
+                    or n.startswith((".lib.staging-", ".lib.old-"))}
     return skipped
 
 

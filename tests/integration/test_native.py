@@ -140,3 +140,31 @@ def test_a_stale_build_is_refused_or_skipped(
     for native in _native_health(gw).values():
         assert native["active"] is False and "sources changed" in str(native["reason"])
     assert httpx.get(f"{gw.url}/api/echo").status_code == 200
+
+
+def test_the_build_is_readable_by_the_user_that_runs_the_gateway(native_build: Path) -> None:
+    """The image builds as root and runs as uid 10001: every part must be world-readable."""
+    assert native_build.stat().st_mode & 0o005 == 0o005
+    for path in native_build.rglob("*"):
+        needed = 0o005 if path.is_dir() else 0o004
+        assert path.stat().st_mode & needed == needed, f"{path} is {oct(path.stat().st_mode)}"
+
+
+def _native_status(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hotpath.cli", "native", "status"], cwd=REPO,
+                          env=_clean_env(**env), capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_native_status_loads_every_module_and_fails_loudly(native_build: Path, tmp_path: Path) -> None:
+    ok = _native_status(GATEHOUSE_NATIVE="require", GATEHOUSE_NATIVE_DIR=str(native_build))
+    assert ok.returncode == 0, ok.stderr
+    assert f"loaded: all {len(manifest.MODULES)} compiled modules" in ok.stdout
+
+    bad_mode = _native_status(GATEHOUSE_NATIVE="fast", GATEHOUSE_NATIVE_DIR=str(native_build))
+    assert bad_mode.returncode == 1 and "GATEHOUSE_NATIVE must be one of" in bad_mode.stderr
+
+    broken = tmp_path / "broken"
+    shutil.copytree(native_build, broken)
+    (broken / f"hotpath/gateway{manifest.ext_suffix()}").write_bytes(b"not a shared object")
+    failed = _native_status(GATEHOUSE_NATIVE="require", GATEHOUSE_NATIVE_DIR=str(broken))
+    assert failed.returncode == 1 and "does not load: hotpath." in failed.stderr, failed.stderr
