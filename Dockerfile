@@ -90,6 +90,10 @@ VOLUME ["/tmp", "/run/gatehouse/prometheus"]
 USER 10001:10001
 WORKDIR /opt/gatehouse
 
+# The build stage checked the compiled modules as root; check again as the user that runs
+# them, loading every one, so an unreadable or broken build fails the image build, not a pod.
+RUN ["gatehouse", "native", "status"]
+
 # The gateway port only; the admin API (8081) binds loopback and is reached by port-forward.
 EXPOSE 8080
 

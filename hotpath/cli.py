@@ -260,7 +260,32 @@ def cmd_native(args: argparse.Namespace) -> int:
     files, reason = check(directory, manifest.source_root())
     print(f"mode: {current.mode} ({current.describe()} in this process)")
     print(f"build in {directory}: {'usable, ' + reason if files is not None else reason}")
-    return 0 if files is not None else 1
+    if current.error:
+        print(f"gatehouse: {current.error}", file=sys.stderr)
+        return 1
+    if files is None:
+        return 1
+    if current.active and directory.resolve() == Path(current.directory).resolve():
+        # Usable on paper is not enough: load every module, as this user, the way a worker does.
+        failure = _import_compiled(manifest.MODULES, manifest.ext_suffix())
+        if failure:
+            print(f"gatehouse: the native build does not load: {failure}", file=sys.stderr)
+            return 1
+        print(f"loaded: all {len(manifest.MODULES)} compiled modules")
+    return 0
+
+
+def _import_compiled(modules: tuple[str, ...], suffix: str) -> str | None:
+    import importlib
+
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:  # any failure to load is the answer
+            return f"{name}: {type(exc).__name__}: {exc}"
+        if not str(getattr(module, "__file__", "")).endswith(suffix):
+            return f"{name} was loaded from {module.__file__}, not from the build"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,6 +69,16 @@ def test_runs_as_a_fixed_non_root_uid(dockerfile: Dockerfile, rendered: dict[str
         assert (pod["runAsUser"], pod["runAsGroup"]) == (int(uid), int(gid)), name
 
 
+def test_the_runtime_user_loads_the_compiled_hot_path_at_build_time(dockerfile: Dockerfile) -> None:
+    final = dockerfile.final
+    keywords = [k for k, _ in final.instructions]
+    check = [i for i, (k, a) in enumerate(final.instructions) if k == "RUN" and "native" in a and "status" in a]
+    assert check, "the runtime stage must run `gatehouse native status` as its own user"
+    assert check[-1] > max(i for i, k in enumerate(keywords) if k == "USER"), "after USER, not as root"
+    env = " ".join(final.args("ENV"))
+    assert "GATEHOUSE_NATIVE=require" in env, "so the check (and every worker) refuses an unusable build"
+
+
 def test_entrypoint_is_the_projects_run_command(dockerfile: Dockerfile) -> None:
     entrypoint = exec_form(dockerfile.final.last("ENTRYPOINT") or "")
     assert entrypoint == ["gatehouse", "run"]
