@@ -15,6 +15,7 @@ import random
 import re
 from collections.abc import Iterable
 
+from hotpath.bounded import remember
 from hotpath.context import Header
 
 HOP_BY_HOP = frozenset(
@@ -83,9 +84,7 @@ class TrustedProxies:
                 hit = any(addr in n for n in self._networks)
             except ValueError:
                 hit = False
-            if len(self._cache) >= _MAX_TRUST_CACHE:
-                self._cache.clear()
-            self._cache[ip] = hit
+            remember(self._cache, ip, hit, _MAX_TRUST_CACHE)
         return hit
 
     def client_from_chain(self, peer: str, xff: bytes | None) -> str:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
+from hotpath.bounded import remember
 from observability import metrics
 from observability.config import AccessLogConfig
 from observability.line_writer import LineWriter
@@ -97,10 +98,9 @@ class UserHasher:
     def __call__(self, subject: str) -> str:
         hashed = self._cache.get(subject)
         if hashed is None:
-            hashed = hashlib.blake2b(subject.encode("utf-8"), digest_size=12, key=self._key).hexdigest()
-            if len(self._cache) >= _HASH_CACHE_MAX:
-                self._cache.clear()
-            self._cache[subject] = hashed
+            hashed = remember(self._cache, subject,
+                              hashlib.blake2b(subject.encode("utf-8"), digest_size=12, key=self._key).hexdigest(),
+                              _HASH_CACHE_MAX)
         return hashed
 
 

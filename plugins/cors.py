@@ -25,6 +25,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from hotpath.bounded import remember
 from hotpath.context import Header, RequestContext
 from hotpath.plugin import BodyTap, LocalResponse, Plugin, PluginSetup, ResponseHead
 
@@ -107,10 +108,7 @@ class OriginPolicy:
         if not ok and self._patterns and low.isascii():
             text = low.decode("ascii")
             ok = any(p.fullmatch(text) for p in self._patterns)
-        if len(self._seen) >= _MAX_REMEMBERED:
-            self._seen.clear()  # bounded: a flood of invented origins cannot grow it
-        self._seen[origin] = ok
-        return ok
+        return remember(self._seen, origin, ok, _MAX_REMEMBERED)  # bounded against invented origins
 
 
 class CorsPlugin(Plugin[CorsConfig]):

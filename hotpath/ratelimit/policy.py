@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from hotpath.bounded import remember
 from hotpath.ratelimit.config import PolicyConfig, RateLimitSettings
 from hotpath.ratelimit.limits import CompiledLimit, compile_tier
 
@@ -24,8 +25,7 @@ KEY_KINDS = ("user", "api_key", "ip", "header")
 _KIND_PREFIX = {"user": b"u:", "api_key": b"k:", "header": b"h:", "ip": b"ip:"}
 _DIGEST_KEY = b"gatehouse-rate-limit"
 # Recent callers' keys per policy, so a repeat caller costs one dict probe rather than a
-# keyed BLAKE2b digest and string building. Emptied when full: a flood of distinct callers
-# costs what no cache would, and memory stays bounded.
+# keyed BLAKE2b digest and string building (a hotpath.bounded table).
 RECENT_CALLERS = 8192
 
 
@@ -133,9 +133,7 @@ class CompiledPolicy:
         recent = self.recent
         keys = recent.get(slot)
         if keys is None:
-            if len(recent) >= RECENT_CALLERS:
-                recent.clear()
-            keys = recent[slot] = tuple(self.keys(caller_id(kind, value), plan))
+            keys = remember(recent, slot, tuple(self.keys(caller_id(kind, value), plan)), RECENT_CALLERS)
         return keys
 
     def keys(self, caller: str, plan: TierPlan) -> list[str]:

@@ -38,6 +38,7 @@ from typing import Any
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import NoScriptError, RedisClusterError
 
+from hotpath.bounded import remember
 from hotpath.ratelimit.limits import Decision
 from hotpath.ratelimit.scripts import DECIDE, LuaScript
 from hotpath.state.cluster_links import ClusterLinks
@@ -123,7 +124,7 @@ class RedisBatcher:
         # handful per configuration, encoded on first use.
         self._wire_args: dict[tuple[int, ...], bytes] = {}
         # Wire form of recent keys: repeat callers' keys are the same str objects (the
-        # policy's cache), so this is a probe on a cached hash. Emptied when full.
+        # policy's cache), so this is a probe on a cached hash (a hotpath.bounded table).
         self._wire_keys: dict[str, bytes] = {}
         self._wire_head = bulk(b"EVALSHA") + bulk(script.sha.encode())
         self._in_flight = 0
@@ -329,9 +330,7 @@ class RedisBatcher:
             for key in p.keys:
                 encoded_key = wire_keys.get(key)
                 if encoded_key is None:
-                    if len(wire_keys) >= WIRE_KEYS_KEPT:
-                        wire_keys.clear()
-                    encoded_key = wire_keys[key] = bulk(key.encode())
+                    encoded_key = remember(wire_keys, key, bulk(key.encode()), WIRE_KEYS_KEPT)
                 keys.append(encoded_key)
             encoded = wire_args.get(p.args)
             if encoded is None:
