@@ -81,10 +81,10 @@ def build(out: Path, *, jobs: int | None = None) -> Path:
 
 def _refuse_foreign(out: Path) -> None:
     """Only an empty directory or an earlier build may be replaced: ``--out`` pointed at
-    anything else by mistake must not be deleted."""
-    if not out.exists() and not out.is_symlink():
+    anything else by mistake must not be deleted. ``out`` is resolved: no symlinks here."""
+    if not out.exists():
         return
-    if not out.is_dir() or out.is_symlink():
+    if not out.is_dir():
         raise BuildError(f"{out} exists and is not a directory; choose another --out")
     try:
         ours = (out / manifest.MANIFEST).is_file() or not any(out.iterdir())
