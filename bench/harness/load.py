@@ -334,9 +334,9 @@ class RedisInfo:
         return data[:size].decode()
 
     def snapshot(self) -> dict[str, int]:
-        """Every command's calls, script calls, and the server's network reads."""
+        """Every command's calls, script calls, the server's network reads and its CPU time (us)."""
         text = self._info()
-        snap: dict[str, int] = {"commands": 0, "scripts": 0, "reads": 0}
+        snap: dict[str, int] = {"commands": 0, "scripts": 0, "reads": 0, "cpu_us": 0}
         for line in text.splitlines():
             if line.startswith("cmdstat_"):
                 name, _, rest = line.partition(":")
@@ -349,20 +349,27 @@ class RedisInfo:
                     snap["scripts"] += calls
             elif line.startswith("total_reads_processed:"):
                 snap["reads"] = int(line.split(":", 1)[1])
+            elif line.startswith(("used_cpu_user:", "used_cpu_sys:")):
+                # The server's own threads (the main thread runs every script); it shares
+                # the cores with the gateway, so its cost per request matters too.
+                snap["cpu_us"] += round(float(line.split(":", 1)[1]) * 1e6)
         return snap
 
 
 def redis_delta(before: dict[str, int], after: dict[str, int], requests: int) -> dict[str, float]:
     """Per-request Redis cost. ``round_trips`` counts the server's socket reads (a pipeline
     or one multi-decision script call arriving together is one), less the harness's own
-    INFO; ``commands`` counts every command including those run inside scripts."""
+    INFO; ``commands`` counts every command including those run inside scripts;
+    ``cpu_ms_per_1k`` is the server's CPU per 1,000 requests."""
     if requests <= 0:
-        return {"round_trips_per_request": 0.0, "script_calls_per_request": 0.0, "commands_per_request": 0.0}
+        return {"round_trips_per_request": 0.0, "script_calls_per_request": 0.0, "commands_per_request": 0.0,
+                "cpu_ms_per_1k": 0.0}
     reads = after["reads"] - before["reads"] - 1  # the "after" INFO itself was one read
     return {
         "round_trips_per_request": round(max(0, reads) / requests, 4),
         "script_calls_per_request": round((after["scripts"] - before["scripts"]) / requests, 4),
         "commands_per_request": round((after["commands"] - before["commands"]) / requests, 4),
+        "cpu_ms_per_1k": round((after["cpu_us"] - before["cpu_us"]) / requests, 1),
     }
 
 

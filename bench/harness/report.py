@@ -232,7 +232,7 @@ def render(data: dict[str, Any]) -> str:
     headers = ["scenario", "max req/s", "x nginx", "x base", "p50", "p99"]
     for rate in rates:
         headers += [f"@{rate:g}/s got", "p50", "p95", "p99", "p99 x nginx"]
-    headers += ["Redis RT/req", "CPU ms/1k"]
+    headers += ["Redis RT/req", "CPU ms/1k", "Redis CPU"]
     rows: list[list[str]] = []
     notes: list[str] = []
     for r in data["scenarios"] + data["clients"]:
@@ -258,14 +258,15 @@ def render(data: dict[str, Any]) -> str:
         rt = _fmt(redis["round_trips_per_request"], ".3f") if redis else "-"
         if redis and r["fixed_rates"] and "redis" in r["fixed_rates"][0]:
             rt += " / " + _fmt(r["fixed_rates"][0]["redis"]["round_trips_per_request"], ".3f")
-        row += [rt, _fmt(r["cpu_ms_per_1k"], ".0f")]
+        row += [rt, _fmt(r["cpu_ms_per_1k"], ".0f"), _fmt(redis.get("cpu_ms_per_1k") if redis else None, ".0f")]
         rows.append(row)
         notes += [f"{r['name']}: {n}" for n in r["notes"]]
     out += ["", _table(headers, rows), ""]
     out.append("latencies in ms; 'x base' compares with the scenario it adds to (bare, or full); '!' marks an "
                "offered rate not sustained; '*' a fixed-rate run in which the rate limiter fell back to in-process "
                "decisions; Redis RT/req = Redis network reads per request at max load / at the "
-               "first fixed rate; CPU ms/1k = the target's own CPU per 1,000 requests at max load")
+               "first fixed rate; CPU ms/1k = the target's own CPU per 1,000 requests at max load; Redis CPU = the "
+               "Redis server's CPU per 1,000 requests at max load (it shares the cores)")
     if notes:
         out += ["", "notes:", *(f"  {n}" for n in notes)]
     out += ["", "targets:"]

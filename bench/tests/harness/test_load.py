@@ -30,10 +30,11 @@ def test_wrk_script_rotates_prepared_requests_and_reports_json() -> None:
 
 
 def test_redis_delta_counts_round_trips_scripts_and_commands() -> None:
-    before = {"commands": 100, "scripts": 10, "reads": 50}
-    after = {"commands": 160, "scripts": 20, "reads": 71}  # 20 reads by clients + the INFO itself
+    before = {"commands": 100, "scripts": 10, "reads": 50, "cpu_us": 1_000}
+    after = {"commands": 160, "scripts": 20, "reads": 71, "cpu_us": 3_500}  # 20 client reads + the INFO itself
     delta = load.redis_delta(before, after, requests=100)
-    assert delta == {"round_trips_per_request": 0.2, "script_calls_per_request": 0.1, "commands_per_request": 0.6}
+    assert delta == {"round_trips_per_request": 0.2, "script_calls_per_request": 0.1, "commands_per_request": 0.6,
+                     "cpu_ms_per_1k": 25.0}
     assert load.redis_delta(before, after, requests=0)["round_trips_per_request"] == 0.0
 
 
@@ -67,6 +68,7 @@ def test_redis_info_counts_a_pipeline_or_a_script_call_as_one_round_trip() -> No
     assert delta["round_trips_per_request"] == 1.0  # two reads: the EVAL, the pipeline
     assert delta["script_calls_per_request"] == 0.5
     assert delta["commands_per_request"] == 3.0  # EVAL, SET, INCR and three PINGs
+    assert after["cpu_us"] >= before["cpu_us"] > 0  # the server's CPU time, read from INFO
 
 
 def test_cpu_seconds_of_a_process_tree() -> None:
