@@ -17,8 +17,11 @@ backend resolves every waiting decision as unavailable and skips Redis for
 Transport: calls go over ``RespLink``s (``hotpath/state/resp.py``), lean pipelined
 connections that write the command as bytes assembled from pieces encoded once (each
 distinct argument tuple is encoded the first time it is seen): coredis's own per-command
-cost was most of the limiter's CPU. On a Cluster each slot's call goes to its primary's
-link (``hotpath/state/cluster_links.py``); a redirect sends that call through coredis.
+cost was most of the limiter's CPU. A call carries each distinct argument tuple (a
+"plan": a route's cost and a tier's limits) once, and each decision only its plan's
+number, so Redis parses a plan once per call rather than once per decision. On a
+Cluster each slot's call goes to its primary's link (``hotpath/state/cluster_links.py``);
+a redirect sends that call through coredis.
 
 Unavailable decisions resolve to ``None``; the caller applies its policy's failure mode.
 NOSCRIPT (Redis restarted, ``SCRIPT FLUSH``) is answered by loading the script and
@@ -320,27 +323,29 @@ class RedisBatcher:
             return await link.call(payload)
 
     def _wire(self, batch: list[_Pending]) -> bytes:
-        """``EVALSHA sha numkeys key... n args...`` as one RESP command."""
+        """``EVALSHA sha numkeys key... nplans plan... pick...`` as one RESP command."""
         wire_args = self._wire_args
         wire_keys = self._wire_keys
         keys: list[bytes] = []
-        args: list[bytes] = []
-        n_args = 1
         for p in batch:
             for key in p.keys:
                 encoded_key = wire_keys.get(key)
                 if encoded_key is None:
                     encoded_key = remember(wire_keys, key, bulk(key.encode()), WIRE_KEYS_KEPT)
                 keys.append(encoded_key)
-            encoded = wire_args.get(p.args)
+        plans, picks = _plans(batch)
+        encoded_plans: list[bytes] = []
+        n_args = 1 + len(picks)
+        for args in plans:
+            encoded = wire_args.get(args)
             if encoded is None:
-                encoded = wire_args[p.args] = b"".join(bulk(b"%d" % a) for a in p.args)
-            args.append(encoded)
-            n_args += len(p.args)
+                encoded = wire_args[args] = b"".join(bulk(b"%d" % a) for a in args)
+            encoded_plans.append(encoded)
+            n_args += len(args)
         n_keys = len(keys)
         return b"".join((
             b"*%d\r\n" % (3 + n_keys + n_args), self._wire_head, bulk(b"%d" % n_keys), *keys,
-            bulk(b"%d" % len(batch)), *args,
+            _bulk_number(len(plans)), *encoded_plans, *[_bulk_number(i) for i in picks],
         ))
 
     async def _call(self, keys: list[str], argv: list[int]) -> Any:
@@ -401,8 +406,32 @@ class RedisBatcher:
         self._fail(waiting)
 
 
-def _argv(batch: list[_Pending]) -> list[int]:
-    argv: list[int] = [len(batch)]
+def _plans(batch: list[_Pending]) -> tuple[list[tuple[int, ...]], list[int]]:
+    """The batch's distinct argument tuples (plans), and each decision's plan number
+    (1-based): ``decide.lua`` prepares each plan once per call."""
+    numbers: dict[tuple[int, ...], int] = {}
+    picks: list[int] = []
     for p in batch:
-        argv.extend(p.args)
+        number = numbers.get(p.args)
+        if number is None:
+            number = numbers[p.args] = len(numbers) + 1
+        picks.append(number)
+    return list(numbers), picks
+
+
+def _argv(batch: list[_Pending]) -> list[int]:
+    plans, picks = _plans(batch)
+    argv: list[int] = [len(plans)]
+    for args in plans:
+        argv.extend(args)
+    argv.extend(picks)
     return argv
+
+
+# Plan numbers and counts as RESP bulk strings, encoded once (a batch holds at most
+# max_batch decisions, 256 by default).
+_BULK_NUMBERS = tuple(bulk(b"%d" % i) for i in range(257))
+
+
+def _bulk_number(i: int) -> bytes:
+    return _BULK_NUMBERS[i] if i < len(_BULK_NUMBERS) else bulk(b"%d" % i)

@@ -11,13 +11,11 @@ local function sw_fmt(i)
   return string.format('%d', i)
 end
 
--- Drops buckets that left the window; returns units still counted, current bucket, lowest
--- counted bucket, the current bucket's count (nil when it has none yet) and its field name.
--- The current bucket is read in the same HMGET so that the commit needs no HINCRBY.
-local function sw_trim(key, now, bucket, span)
-  local cur = math.floor(now / bucket)
-  local low = cur - span + 1
-  local field = sw_fmt(cur)
+-- Drops buckets that left the window; returns units still counted and the current
+-- bucket's count (nil when it has none yet). `field` names the current bucket and `low`
+-- is the lowest bucket that counts (both fixed for a whole script call). The current
+-- bucket is read in the same HMGET so that the commit needs no HINCRBY.
+local function sw_trim(key, field, low, span)
   local h = redis.call('HMGET', key, 't', 'o', field)
   local total = tonumber(h[1]) or 0
   local oldest = tonumber(h[2])
@@ -38,10 +36,10 @@ local function sw_trim(key, now, bucket, span)
       end
       redis.call('HDEL', key, unpack(fields))
       -- Persisted here too: a refusal commits nothing, and the dropped fields are gone.
-      redis.call('HSET', key, 't', total, 'o', low)
+      redis.call('HSET', key, 't', sw_fmt(total), 'o', sw_fmt(low))
     end
   end
-  return total, cur, low, used, field
+  return total, used
 end
 
 -- Microseconds until `need` units have left the window (retry), and until all of them
@@ -75,12 +73,12 @@ end
 
 -- One HSET writes the bucket, the total and the window floor. The key's expiry only moves
 -- when a new bucket starts: it is set to when that bucket stops counting, so later writes
--- to the same bucket would set the same instant again.
-local function sw_commit(key, now, bucket, span, cur, low, total, used, cost, field)
-  redis.call('HSET', key, field, (used or 0) + cost, 't', total + cost, 'o', low)
-  local ttl = (cur + span) * bucket - now
+-- to the same bucket would set the same instant again. Numbers go to Redis as strings
+-- formatted with '%d': Lua's own conversion is a slower floating-point format (and
+-- rounds above 14 digits). `low_s` and `px` are prepared once per call.
+local function sw_commit(key, field, low_s, total, used, cost, px)
+  redis.call('HSET', key, field, sw_fmt((used or 0) + cost), 't', sw_fmt(total + cost), 'o', low_s)
   if used == nil then
-    redis.call('PEXPIRE', key, math.ceil(ttl / 1000))
+    redis.call('PEXPIRE', key, px)
   end
-  return ttl
 end

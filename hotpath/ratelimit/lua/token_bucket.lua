@@ -22,8 +22,9 @@ local function tb_deficit(key, now, rate)
   return left
 end
 
-local function tb_commit(key, now, rate, d)
+-- `now_s` is the call's clock, formatted once per call.
+local function tb_commit(key, now_s, rate, d)
   local ttl = math.ceil(d / rate)
-  redis.call('SET', key, string.format('%d %d', now, d), 'PX', math.ceil(ttl / 1000))
+  redis.call('SET', key, now_s .. ' ' .. string.format('%d', d), 'PX', string.format('%d', math.ceil(ttl / 1000)))
   return ttl
 end

@@ -11,9 +11,9 @@ import time
 import coredis
 import pytest
 
-from hotpath.ratelimit.config import SlidingWindow
+from hotpath.ratelimit.config import SlidingWindow, TokenBucket
 from hotpath.ratelimit.limits import compile_limit
-from hotpath.ratelimit.redis_backend import RedisBatcher, _is_outage, hash_slot
+from hotpath.ratelimit.redis_backend import RedisBatcher, _argv, _is_outage, _Pending, _plans, hash_slot
 from hotpath.state.resp import LinkDown, ReplyError, RespLink
 from tests.support.processes import RedisServer
 from tests.unit.ratelimit.conftest import entered
@@ -60,6 +60,49 @@ async def test_one_tick_of_decisions_is_one_script_call(redis_server: RedisServe
             await asyncio.gather(*(f for f in futs if f is not None))
         assert b.decisions == 700 and b.calls <= 7
         await close(b)
+
+
+async def test_one_call_carries_several_plans(redis_server: RedisServer, transport: str) -> None:
+    """Decisions of different plans (costs, limit kinds, limit counts) interleaved in one
+    call: each plan travels once, and every decision is made under its own plan."""
+    small = compile_limit(SlidingWindow(limit=3, window=60), "small")
+    bucket = compile_limit(TokenBucket(rate=1, period=60, burst=4), "bucket")
+    plans = {
+        "window": (1, 1, *small.params()),
+        "pair": (2, 2, *bucket.params(), *LIMIT.params()),  # cost 2 against a bucket of 4
+    }
+    keys = {
+        "window": [f"t:v1:rl:{{mix-{transport}:w}}:{small.suffix}"],
+        "pair": [f"t:v1:rl:{{mix-{transport}:p}}:{bucket.suffix}", f"t:v1:rl:{{mix-{transport}:p}}:{LIMIT.suffix}"],
+    }
+    order = ["window", "pair", "window", "pair", "window", "pair", "window"]
+    client = coredis.Redis.from_url(redis_server.url, connect_timeout=1, stream_timeout=2)
+    async with entered(client):
+        b = batcher(client, redis_server.url, transport)
+        try:
+            futs = [b.submit(keys[name], plans[name]) for name in order]
+            results = await asyncio.gather(*(f for f in futs if f is not None))
+            assert (b.calls, b.decisions) == (1, len(order))
+            got = [(r.allowed, r.remaining) for r in results if r is not None]
+            # window: 3 of 4 admitted; pair: two of three (cost 2 from a burst of 4).
+            assert got == [(True, 2), (True, 2), (True, 1), (True, 0), (True, 0), (False, 0), (False, 0)]
+            refused = results[5]
+            assert refused is not None and refused.index == 0 and refused.retry_ms > 0
+            # The refused pair consumed nothing from its window either (all or nothing).
+            assert int(await client.hget(keys["pair"][1], "t") or 0) == 4
+        finally:
+            await close(b)
+
+
+def test_plans_travel_once_per_call() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        a, c = (1, 1, *LIMIT.params()), (3, 1, *LIMIT.params())
+        batch = [_Pending(loop.create_future(), key(i), args, 0.0) for i, args in enumerate((a, c, a, a, c))]
+        assert _plans(batch) == ([a, c], [1, 2, 1, 1, 2])
+        assert _argv(batch) == [2, *a, *c, 1, 2, 1, 1, 2]
+    finally:
+        loop.close()
 
 
 async def test_linger_coalesces_decisions_spread_over_several_ticks(redis_server: RedisServer, transport: str) -> None:
