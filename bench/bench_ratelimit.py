@@ -13,11 +13,11 @@ the gateway's cores, so its CPU counts as much as the worker's.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 
 import pytest
 
+from bench.harness.load import RedisInfo
 from bench.support.fixture_types import Benchmark
 from bench.support.lifespan import Lifespan
 from hotpath.config.schema import RedisConfig
@@ -35,19 +35,6 @@ BATCH = 64
 TIER = TierConfig(per_second=1_000_000, per_minute=60_000_000, burst=1_000_000)
 SETTINGS = RateLimitSettings(policies={"bench": PolicyConfig(key="user", tiers={"pro": TIER, "free": TIER,
                                                                                  "anonymous": TIER})})
-
-
-def _script_usec(port: int) -> int:
-    """Microseconds Redis has spent in EVALSHA since it started (INFO commandstats)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
-        reader = sock.makefile("rb")
-        size = int(reader.readline()[1:])
-        text = reader.read(size).decode()
-    for line in text.splitlines():
-        if line.startswith("cmdstat_evalsha:"):
-            return int(line.split("usec=", 1)[1].split(",", 1)[0])
-    return 0
 
 
 def _keys(limiter: Limiter, user: int) -> tuple[list[str], tuple[int, ...]]:
@@ -107,10 +94,15 @@ def bench_redis_coalesced_64(
         return list(await asyncio.gather(*(f for f in futures if f is not None)))
 
     calls, decisions = batcher.calls, batcher.decisions
-    usec = _script_usec(redis_server.port)
-    out = benchmark(lambda: loop.run_until_complete(batch()))
+    info = RedisInfo(redis_server.port)
+    try:
+        usec = info.snapshot()["script_us"]
+        out = benchmark(lambda: loop.run_until_complete(batch()))
+        script_us = info.snapshot()["script_us"] - usec
+    finally:
+        info.close()
     assert len(out) == BATCH and all(d is not None and d.allowed for d in out)
     sent, carried = batcher.calls - calls, batcher.decisions - decisions
     assert carried == sent * BATCH, f"{carried} decisions in {sent} calls: not coalesced"
     benchmark.extra_info["decisions_per_round"] = BATCH
-    benchmark.extra_info["redis_script_us_per_decision"] = round((_script_usec(redis_server.port) - usec) / carried, 2)
+    benchmark.extra_info["redis_script_us_per_decision"] = round(script_us / carried, 2)

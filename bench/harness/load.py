@@ -334,9 +334,10 @@ class RedisInfo:
         return data[:size].decode()
 
     def snapshot(self) -> dict[str, int]:
-        """Every command's calls, script calls, the server's network reads and its CPU time (us)."""
+        """Every command's calls, script calls and the time spent in them (us), the server's
+        network reads and its CPU time (us)."""
         text = self._info()
-        snap: dict[str, int] = {"commands": 0, "scripts": 0, "reads": 0, "cpu_us": 0}
+        snap: dict[str, int] = {"commands": 0, "scripts": 0, "script_us": 0, "reads": 0, "cpu_us": 0}
         for line in text.splitlines():
             if line.startswith("cmdstat_"):
                 name, _, rest = line.partition(":")
@@ -347,6 +348,7 @@ class RedisInfo:
                 snap["commands"] += calls
                 if command.startswith(("eval", "fcall")):
                     snap["scripts"] += calls
+                    snap["script_us"] += int(rest.split("usec=", 1)[1].split(",", 1)[0])
             elif line.startswith("total_reads_processed:"):
                 snap["reads"] = int(line.split(":", 1)[1])
             elif line.startswith(("used_cpu_user:", "used_cpu_sys:")):

@@ -69,6 +69,7 @@ def test_redis_info_counts_a_pipeline_or_a_script_call_as_one_round_trip() -> No
     assert delta["script_calls_per_request"] == 0.5
     assert delta["commands_per_request"] == 3.0  # EVAL, SET, INCR and three PINGs
     assert after["cpu_us"] >= before["cpu_us"] > 0  # the server's CPU time, read from INFO
+    assert after["script_us"] > before["script_us"]  # the EVAL's own time
 
 
 def test_cpu_seconds_of_a_process_tree() -> None:
