@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from hotpath.context import Identity, RequestContext
@@ -146,6 +147,45 @@ def test_a_batch_reaches_a_pipe_as_whole_line_writes_within_pipe_buf(tmp_path: P
     assert any(len(c) > 4096 for c, _ in recorder.writes)  # the long line, alone
     log.close()
     os.close(reader)
+
+
+def test_a_file_batch_never_exceeds_its_limit(tmp_path: Path) -> None:
+    out = tmp_path / "a.log"
+    log = AccessLog(AccessLogConfig(output=str(out), max_queued_bytes=16_384))
+    log.open()
+    limit = log._limit
+    log._writer.close(1.0)  # type: ignore[union-attr]
+    recorder = _Recorder()
+    log._writer = recorder  # type: ignore[assignment]
+    sent = 0
+    while len(recorder.writes) < 3:
+        ctx = _ctx()
+        ctx.path = f"/api/{sent}"
+        log.write(ctx, 0.001)
+        sent += 1
+    log.flush()
+    for chunk, lines in recorder.writes:
+        # The line that would overflow a batch starts the next one.
+        assert len(chunk) <= limit and chunk.count(b"\n") == lines
+    data = b"".join(c for c, _ in recorder.writes)
+    assert [orjson.loads(line)["path"] for line in data.splitlines()] == [f"/api/{i}" for i in range(sent)]
+    assert any(len(c) > limit - 500 for c, _ in recorder.writes[:-1])  # batches did fill up
+    log.close()
+
+
+def test_a_line_that_cannot_be_encoded_leaves_the_batch_intact(tmp_path: Path) -> None:
+    out = tmp_path / "a.log"
+    log = AccessLog(AccessLogConfig(output=str(out)))
+    log.open()
+    log.write(_ctx(), 0.001)
+    bad = _ctx()
+    bad.path = "/api/\udcff"  # a lone surrogate has no UTF-8 form
+    with pytest.raises(UnicodeEncodeError):
+        log.write(bad, 0.001)
+    log.write(_ctx(404), 0.001)
+    log.close()
+    lines = [orjson.loads(x) for x in out.read_bytes().splitlines()]
+    assert [x["status"] for x in lines] == [200, 404]
 
 
 def test_timestamps_are_exact_across_millisecond_and_second_boundaries(tmp_path: Path) -> None:
