@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hotpath.headers import RequestHeaderPolicy, TrustedProxies, UnsafeHeaderValue, response_headers, safe_id
@@ -88,3 +90,15 @@ def test_plugin_header_with_a_line_break_is_refused(value: bytes) -> None:
     with pytest.raises(UnsafeHeaderValue):
         policy.build([], peer="10.1.2.3", scheme="http", request_id="rid", correlation_id=None,
                      extra=[(b"x-user-id", value)])
+    # Behind clean headers, and in a name rather than a value: the error names the header.
+    for extra in ([(b"x-user-id", b"u1"), (b"x-user-tier", value)], [(b"x-ok", b"1"), (value, b"v")]):
+        with pytest.raises(UnsafeHeaderValue, match=re.escape(repr(extra[1][0]))):
+            policy.build([], peer="10.1.2.3", scheme="http", request_id="rid", correlation_id=None, extra=extra)
+
+
+def test_clean_plugin_headers_follow_the_request_headers() -> None:
+    policy = RequestHeaderPolicy(IDENTITY, TrustedProxies(()))
+    extra = [(b"x-user-id", b"u1"), (b"x-user-tier", b"pro"), (b"x-user-scopes", b"a b")]
+    out = policy.build([(b"accept", b"*/*")], peer="10.1.2.3", scheme="http", request_id="rid",
+                       correlation_id=None, extra=extra)
+    assert out[-3:] == extra
