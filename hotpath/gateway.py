@@ -18,9 +18,9 @@ from hotpath.context import Header, RequestContext
 from hotpath.errors import JSON_CONTENT_TYPE, ErrorCode, GatewayError
 from hotpath.headers import XFF, TrustedProxies, new_request_id, safe_id
 from hotpath.paths import UnsafePath, normalize
-from hotpath.plugin import LocalResponse
 from hotpath.proxy import Proxy, ResponseAborted
 from hotpath.request_body import ClientGone
+from hotpath.responses import LocalResponse
 from hotpath.router import RouteTable
 from observability.telemetry import Telemetry
 

@@ -28,36 +28,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgspec
 
+# Part of the plugin contract; defined apart so that they can be compiled.
+from hotpath.responses import LocalResponse as LocalResponse
+from hotpath.responses import ResponseHead as ResponseHead
+
 if TYPE_CHECKING:
-    from hotpath.context import Header, RequestContext
+    from hotpath.context import RequestContext
     from hotpath.runtime import WorkerRuntime
-
-
-class LocalResponse:
-    """A complete response produced by the gateway (a plugin, a cache hit, an error)."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: list[Header], body: bytes = b"") -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-
-class ResponseHead:
-    """The upstream response's status and headers, mutable until they are sent."""
-
-    __slots__ = ("headers", "status")
-
-    def __init__(self, status: int, headers: list[Header]) -> None:
-        self.status = status
-        self.headers = headers
-
-    def get(self, name: bytes) -> bytes | None:
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
 
 
 class BodyTap(Protocol):

@@ -19,10 +19,11 @@ from typing import Any
 from hotpath import errors
 from hotpath.context import RequestContext
 from hotpath.headers import RequestHeaderPolicy, UnsafeHeaderValue, response_headers
-from hotpath.plugin import BodyTap, ResponseHead
+from hotpath.plugin import BodyTap
 from hotpath.request_body import BodyTooLarge, ClientGone, read_whole, stream_body
 from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT, Outcome, RetryPolicy
 from hotpath.resilience.retry import parse_retry_after
+from hotpath.responses import ResponseHead
 from hotpath.router import Route
 from hotpath.upstream.client import (
     Body,

@@ -27,7 +27,8 @@ import msgspec
 
 from hotpath.bounded import remember
 from hotpath.context import Header, RequestContext
-from hotpath.plugin import BodyTap, LocalResponse, Plugin, PluginSetup, ResponseHead
+from hotpath.plugin import BodyTap, Plugin, PluginSetup
+from hotpath.responses import LocalResponse, ResponseHead
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<host>\*\.)?(?P<rest>[a-z0-9\-.]+|\[[0-9a-f:.]+\])(?::(?P<port>\d{1,5}))?")

@@ -14,11 +14,12 @@ import msgspec
 
 from hotpath.context import Header, RequestContext
 from hotpath.errors import CannedError, ErrorCode, GatewayError
-from hotpath.plugin import LocalResponse, Plugin, PluginSetup
+from hotpath.plugin import Plugin, PluginSetup
 from hotpath.ratelimit.config import RateLimitSettings, RouteRateLimit
 from hotpath.ratelimit.limiter import Counters, Limiter
 from hotpath.ratelimit.limits import Decision
 from hotpath.ratelimit.policy import CompiledPolicy, TierPlan, compile_policies
+from hotpath.responses import LocalResponse
 from observability.audit_event import AuditType, event_for_request
 
 H_LIMIT = b"x-ratelimit-limit"

@@ -27,6 +27,7 @@ MODULES: tuple[str, ...] = (
     "hotpath.headers",
     "hotpath.paths",
     "hotpath.proxy",
+    "hotpath.responses",
     "hotpath.router",
     "hotpath.upstream.client",
     "hotpath.upstream.h1_client",

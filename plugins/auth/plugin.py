@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 import msgspec
 
 from hotpath.context import RequestContext
-from hotpath.plugin import LocalResponse, Plugin, PluginSetup
+from hotpath.plugin import Plugin, PluginSetup
+from hotpath.responses import LocalResponse
 from observability.audit_event import AuditType, event_for_request
 from observability.deferred_counters import deferred
 from observability.metrics import AUTH_DECISIONS

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hotpath.context import Header
 from hotpath.errors import JSON_CONTENT_TYPE, CannedError, ErrorCode
-from hotpath.plugin import LocalResponse
+from hotpath.responses import LocalResponse
 from plugins.auth.errors import DESCRIPTIONS, Reason
 
 WWW_AUTHENTICATE = b"www-authenticate"

@@ -18,7 +18,8 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hotpath.context import Header, RequestContext
-from hotpath.plugin import BodyTap, LocalResponse, Plugin, PluginSetup, ResponseHead
+from hotpath.plugin import BodyTap, Plugin, PluginSetup
+from hotpath.responses import LocalResponse, ResponseHead
 from observability.deferred_counters import DeferredCounter, deferred
 from observability.metrics import CACHE_REQUESTS, CACHE_STORES
 from plugins.cache.backends.redis import NO_VARY
