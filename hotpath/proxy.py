@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from time import perf_counter
 from typing import Any
 
@@ -276,6 +277,14 @@ class Proxy:
                     t.finish(complete)
 
 
+# Python 3.11's asyncio.current_task is a Python function (a frame, and a getpid inside
+# get_running_loop, per call). Its C tasks record the running task in this dict, keyed
+# by loop. Later versions have a C current_task and need not keep the dict.
+_RUNNING: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = (
+    getattr(asyncio.tasks, "_current_tasks", None) if sys.version_info < (3, 12) else None
+)
+
+
 class DisconnectWatch:
     """Cancels an exchange whose client has disconnected (one per worker).
 
@@ -286,20 +295,26 @@ class DisconnectWatch:
     common short request never pays for a task or a timer of its own.
     """
 
-    __slots__ = ("_pending", "_timer", "_watchers")
+    __slots__ = ("_loop", "_pending", "_timer", "_watchers")
 
     def __init__(self) -> None:
         self._pending: dict[RequestContext, asyncio.Task[Any]] = {}
         self._watchers: dict[RequestContext, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def enter(self, ctx: RequestContext) -> None:
-        task = asyncio.current_task()
+        running, loop = _RUNNING, self._loop
+        task = running.get(loop) if running is not None and loop is not None else None
         if task is None:
-            return
+            # The first request, or a loop other than the one remembered: ask asyncio.
+            task = asyncio.current_task()
+            if task is None:
+                return
+            self._loop = task.get_loop()
         self._pending[ctx] = task
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER, self._sweep)
+            self._timer = task.get_loop().call_later(DISCONNECT_WATCH_AFTER, self._sweep)
 
     def leave(self, ctx: RequestContext) -> None:
         if self._pending.pop(ctx, None) is None:

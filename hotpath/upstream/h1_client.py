@@ -338,6 +338,7 @@ class _Pool:
         "clock",
         "host",
         "host_header",
+        "loop",
         "port",
         "server_hostname",
         "size",
@@ -365,7 +366,9 @@ class _Pool:
         self._sweep: asyncio.TimerHandle | None = None
         self.size = 0
         self._closed = False
-        self.clock = asyncio.get_running_loop().time
+        # The pool's connections belong to the loop it was made in; so do its futures.
+        self.loop = asyncio.get_running_loop()
+        self.clock = self.loop.time
 
     def take_idle(self) -> _Connection | None:
         """An idle keep-alive connection, if there is one (no await: the common case)."""
@@ -552,7 +555,7 @@ class _Exchange:
         self._watch = watch
 
     async def __aenter__(self) -> _Response:
-        loop = asyncio.get_running_loop()
+        loop = self._pool.loop
         now = loop.time()
         deadline = self._deadline = now + self._timeout
         head = self._head_bytes()

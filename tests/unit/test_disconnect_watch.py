@@ -58,3 +58,29 @@ async def test_a_disconnect_after_other_messages_cancels_the_exchange() -> None:
         await asyncio.wait_for(task, 5)
     assert task.cancelled()
     assert ctx.client_gone
+
+
+def test_each_exchange_registers_its_own_task_on_any_loop() -> None:
+    # The watch remembers its loop to find the running task cheaply; a second task, or
+    # another loop (an app started again elsewhere), must still register the right task.
+    watch = DisconnectWatch()
+    seen: list[tuple[asyncio.Task[Any] | None, asyncio.Task[Any] | None]] = []
+
+    async def one() -> None:
+        ctx = _ctx(None)
+        watch.enter(ctx)
+        seen.append((watch._pending.get(ctx), asyncio.current_task()))
+        watch.leave(ctx)
+
+    async def several() -> None:
+        await asyncio.gather(one(), one(), one())
+
+    for _ in range(2):
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(several())
+        finally:
+            loop.close()
+    assert len(seen) == 6
+    assert all(registered is current and current is not None for registered, current in seen)
+    assert len({id(current) for _, current in seen}) == 6
