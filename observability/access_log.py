@@ -6,14 +6,13 @@ replaced by a keyed BLAKE2b hash. The upstream is logged without its query.
 
 A request costs one ``AccessLine`` struct, encoded by msgspec straight into the buffer
 (``observability.access_line``): the timestamp is reformatted at most once per millisecond
-and user hashes are cached. Lines
-gather in a buffer until it holds ``buffer_bytes`` or is ``flush_interval`` old. To a pipe
-(a container's stdout) the batch then goes out as back-to-back writes of whole lines, each
-within PIPE_BUF (4096 bytes) and so atomic: every line reaches the pipe whole, and lines
-of several workers never interleave. A regular file takes the batch in one write. Writes
-go through ``observability.line_writer``: a blocked output fills its bounded queue, after
-which lines are dropped and counted (``gatehouse_access_log_dropped_lines_total``), never
-waited for.
+and user hashes are cached. Lines gather in a buffer until it holds ``buffer_bytes`` or is
+``flush_interval`` old. To a pipe (a container's stdout) the batch then goes out as
+back-to-back writes of whole lines, each within PIPE_BUF (4096 bytes) and so atomic: every
+line reaches the pipe whole, and lines of several workers never interleave. A regular file
+takes the batch in one write. Writes go through ``observability.line_writer``: a blocked
+output fills its bounded queue, after which lines are dropped and counted
+(``gatehouse_access_log_dropped_lines_total``), never waited for.
 """
 
 from __future__ import annotations
