@@ -47,7 +47,7 @@ def parse(argv: list[str] | None = None) -> Options | None:
     p.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
     p.add_argument("--scenarios", type=_names, help="comma-separated subset (default: all)")
     p.add_argument("--budget", type=float, help="seconds after which remaining scenarios are not run "
-                   "(default 600, quick 180)")
+                   "(default 600 per round, quick 180 per round)")
     p.add_argument("--users", type=int, help="distinct tokens/API keys wrk rotates through (default 1000)")
     p.add_argument("--output", type=Path, help="JSON file (default bench/results/harness-<time>.json)")
     p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
@@ -62,10 +62,14 @@ def parse(argv: list[str] | None = None) -> Options | None:
                    help="how the gateway loads its hot path: compiled by mypyc when a matching build exists "
                    "(auto, the default), interpreted (off), or compiled or not at all (require); "
                    "`gatehouse native build` makes the build")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every scenario this many times (each round with fresh processes and its own "
+                   "nginx reference) and print medians with their range; targets are judged by the majority "
+                   "of rounds (default 1)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     a = p.parse_args(argv)
     for name, low in (("duration", 0.5), ("warmup", 0.0), ("connections", 1), ("workers", 1),
-                      ("nginx_workers", 1), ("users", 1), ("budget", 10)):
+                      ("nginx_workers", 1), ("users", 1), ("budget", 10), ("rounds", 1)):
         value = getattr(a, name)
         if value is not None and value < low:
             p.error(f"--{name.replace('_', '-')} must be at least {low:g}")
@@ -87,6 +91,9 @@ def parse(argv: list[str] | None = None) -> Options | None:
     o.profile = a.profile
     o.separate_sessions = a.separate_sessions
     o.native = a.native
+    o.rounds = a.rounds
+    if a.budget is None:
+        o.budget_s *= a.rounds  # the default budget is per round; --budget covers the whole run
     if a.scenarios:
         # nginx-proxy is the reference every ratio needs.
         wanted = set(a.scenarios) | {"nginx-proxy"}

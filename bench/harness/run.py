@@ -14,11 +14,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.harness import load, report, scenarios, services, tools
+from bench.harness import load, report, rounds, scenarios, services, tools
 from bench.harness.scenarios import Context, Scenario, Unavailable
 from tests.support import processes
 
@@ -51,6 +51,9 @@ class Options:
     # GATEHOUSE_NATIVE for the gateway: "auto" (compiled when a matching build exists),
     # "off" (interpreted) or "require" (see hotpath/native).
     native: str = "auto"
+    # Measure every scenario this many times, each round with fresh processes and its own
+    # nginx reference, and summarize by medians (bench/harness/rounds.py).
+    rounds: int = 1
 
 
 @dataclass
@@ -443,14 +446,31 @@ def main_run(options: Options) -> int:
     native_before = processes.NATIVE_ENV
     processes.SEPARATE_SESSIONS = options.separate_sessions
     processes.NATIVE_ENV = {"GATEHOUSE_NATIVE": options.native}
-    harness = Harness(options)
 
     def interrupted(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, interrupted)
+    started = time.monotonic()
+    done: list[dict[str, Any]] = []
     try:
-        data = harness.run()
+        for number in range(1, options.rounds + 1):
+            # The budget covers the whole run: later rounds get what earlier ones left.
+            left = options.budget_s - (time.monotonic() - started)
+            if done and left <= 0:
+                print(f"harness: time budget of {options.budget_s:g}s spent after {len(done)} round(s)")
+                break
+            if options.rounds > 1:
+                print(f"harness: round {number} of {options.rounds}", flush=True)
+            harness = Harness(replace(options, budget_s=max(left, 0.0)))
+            try:
+                data = harness.run()
+            finally:
+                harness.close()
+            if options.rounds > 1:
+                print(f"\nround {number} of {options.rounds}:")
+            print(report.render(data))
+            done.append(data)
     except tools.ToolsMissing as exc:
         print(f"harness: {exc}")
         return 2
@@ -458,13 +478,16 @@ def main_run(options: Options) -> int:
         print("harness: interrupted; stopping every process it started")
         return 130
     finally:
-        harness.close()
         signal.signal(signal.SIGTERM, previous)
         processes.SEPARATE_SESSIONS = sessions_before
         processes.NATIVE_ENV = native_before
-    print(report.render(data))
+    document = done[0]
+    if options.rounds > 1:
+        summary = rounds.summarize(done)
+        print(rounds.render(summary, options.rates[0] if options.rates else None))
+        document = {"harness": done[0]["harness"], "rounds": done, "summary": summary}
     path = options.output or RESULTS_DIR / time.strftime("harness-%Y%m%d-%H%M%S.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    report.save(data, path)
+    report.save(document, path)
     print(f"harness: results saved to {path}")
     return 0

@@ -50,7 +50,7 @@ def test_a_fixed_rate_run_that_fell_back_is_marked_and_fails_its_targets() -> No
     assert any("fell back" in n for n in res.notes)
     verdicts = {t["target"]: t["verdict"] for t in report.targets([res])}
     assert verdicts["full chain p99 <= 25 ms at 5,000/s (rate limiter fell back)"] == "FAIL"  # 14 ms, yet failed
-    assert verdicts["full chain <= 0.25 Redis round trips per request (at 5,000/s; rate limiter fell back)"] == "n/a"
+    assert verdicts["full chain <= 0.25 Redis round trips per request (at 5,000/s) (rate limiter fell back)"] == "n/a"
     # Redis's counters alone also mark a run.
     quiet = _result(HEALTHY, {**HEALTHY, "commands_per_request": 0.2})
     _require_redis_decisions(quiet)

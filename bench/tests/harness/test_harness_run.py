@@ -32,18 +32,23 @@ def _marked_processes(mark: str) -> list[int]:
     return found
 
 
-def test_a_short_harness_run_measures_and_cleans_up(tmp_path: Path) -> None:
+def _run(output: Path, *extra: str, duration: str = "1") -> subprocess.CompletedProcess[str]:
     mark = uuid.uuid4().hex
-    output = tmp_path / "result.json"
     env = {**os.environ, MARK: mark}
     run = subprocess.run(
-        [sys.executable, "-m", "bench.harness", "--scenarios", "bare", "--duration", "1", "--warmup", "0.3",
+        [sys.executable, "-m", "bench.harness", "--scenarios", "bare", "--duration", duration, "--warmup", "0.3",
          "--rates", "100", "--connections", "4", "--users", "10", "--budget", "90", "--no-install",
-         "--output", str(output)],
+         "--output", str(output), *extra],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert _marked_processes(mark) == [], "the harness left processes running"
+    return run
+
+
+def test_a_short_harness_run_measures_and_cleans_up(tmp_path: Path) -> None:
+    output = tmp_path / "result.json"
+    run = _run(output)
     data = json.loads(output.read_text())
     by_name = {s["name"]: s for s in data["scenarios"]}
     assert list(by_name) == ["nginx-proxy", "bare"]  # the reference is always measured
@@ -56,3 +61,16 @@ def test_a_short_harness_run_measures_and_cleans_up(tmp_path: Path) -> None:
     assert data["ratios"]["bare"]["rps_vs_nginx_proxy"] is not None
     assert "targets:" in run.stdout and "bare proxy >= 0.5x nginx proxy" in run.stdout
     assert data["machine"]["cores"] == os.cpu_count()
+
+
+def test_rounds_repeat_every_scenario_and_print_medians(tmp_path: Path) -> None:
+    output = tmp_path / "rounds.json"
+    run = _run(output, "--rounds", "2", duration="0.5")
+    data = json.loads(output.read_text())
+    assert len(data["rounds"]) == 2
+    for one in data["rounds"]:
+        assert [(s["name"], s["status"]) for s in one["scenarios"]] == [("nginx-proxy", "ok"), ("bare", "ok")]
+    bare = data["summary"]["scenarios"]["bare"]
+    assert bare["rounds_measured"] == 2
+    assert len(bare["rps_vs_nginx_proxy"]["values"]) == 2
+    assert "Summary of 2 rounds" in run.stdout and "round 2 of 2" in run.stdout
