@@ -184,6 +184,27 @@ class RespLink:
                 proto.transport.abort()
             raise
 
+    def send(self, payload: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any] | None:
+        """Write one encoded command now, on a live connection, and return the future of its
+        reply (error replies are set as ReplyError). None when no connection is up: ``call``
+        makes one. A caller that stops waiting must ``abandon`` the future."""
+        proto = self._proto
+        if proto is None or proto.lost:
+            return None
+        fut: asyncio.Future[Any] = loop.create_future()
+        proto.waiters.append(fut)
+        assert proto.transport is not None
+        proto.transport.write(payload)
+        return fut
+
+    def abandon(self, fut: asyncio.Future[Any]) -> None:
+        """Give up on a reply ``send`` promised: its connection is dropped, as in ``call``."""
+        proto = self._proto
+        if proto is not None and fut in proto.waiters:
+            self._proto = None
+            if proto.transport is not None:
+                proto.transport.abort()
+
     async def _connected(self) -> _Protocol:
         # Concurrent callers share one connection attempt.
         task = self._connecting

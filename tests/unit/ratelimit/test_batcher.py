@@ -144,25 +144,42 @@ async def test_linger_coalesces_decisions_spread_over_several_ticks(redis_server
             await close(b)
 
 
-async def test_noscript_is_recovered_transparently(redis_server: RedisServer, transport: str) -> None:
+async def decided(b: RedisBatcher) -> None:
+    """One decision through ``b``: its lean link (if any) is connected afterwards, so the
+    next call goes out without a task (``_LinkCall``) instead of through one that connects."""
+    fut = b.submit(key(0), ARGS)
+    assert fut is not None and (await fut) is not None
+
+
+@pytest.fixture(params=["cold", "warm"])
+def warm(request: pytest.FixtureRequest) -> bool:
+    return request.param == "warm"
+
+
+async def test_noscript_is_recovered_transparently(redis_server: RedisServer, transport: str, warm: bool) -> None:
     client = coredis.Redis.from_url(redis_server.url, connect_timeout=1, stream_timeout=2)
     async with entered(client):
         b = batcher(client, redis_server.url, transport)
         await b.start()
+        if warm:
+            await decided(b)
         redis_server.cli("script", "flush")
         fut = b.submit(key(1), ARGS)
         assert fut is not None and (await fut) is not None
         assert b.script_loads == 1
+        assert b.calls == 1 + warm
         await close(b)
 
 
-async def test_slow_redis_never_holds_a_decision_past_the_timeout(transport: str) -> None:
+async def test_slow_redis_never_holds_a_decision_past_the_timeout(transport: str, warm: bool) -> None:
     server = RedisServer()
     try:
         client = coredis.Redis.from_url(server.url, connect_timeout=1, stream_timeout=5)
         async with entered(client):
             b = batcher(client, server.url, transport, timeout=0.3, retry_interval=1.0)
             await b.start()
+            if warm:
+                await decided(b)
             # Redis stops answering (a stalled host, a long fork): SIGSTOP, not a refusal.
             assert server.proc is not None
             os.kill(server.proc.pid, signal.SIGSTOP)
@@ -177,7 +194,36 @@ async def test_slow_redis_never_holds_a_decision_past_the_timeout(transport: str
             # Known down: decisions skip Redis at once instead of waiting again.
             assert b.submit(key(1), ARGS) is None and not b.available
             os.kill(server.proc.pid, signal.SIGCONT)
+            # After the retry interval Redis decides again (a link that gave up on its
+            # connection makes a new one).
+            await asyncio.sleep(1.0)
+            await decided(b)
             await close(b)
+    finally:
+        server.stop()
+
+
+async def test_closing_fails_decisions_waiting_on_a_stalled_redis(transport: str) -> None:
+    server = RedisServer()
+    try:
+        client = coredis.Redis.from_url(server.url, connect_timeout=1, stream_timeout=5)
+        async with entered(client):
+            b = batcher(client, server.url, transport, timeout=5.0)
+            await decided(b)
+            assert server.proc is not None
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            try:
+                futs = [b.submit(key(i), ARGS) for i in range(5)]
+                await asyncio.sleep(0.05)  # the call is out, its reply will not come
+                started = time.monotonic()
+                await b.close()  # the batcher alone: its link stays open, as it is shared
+                results = await asyncio.gather(*(f for f in futs if f is not None))
+                assert results == [None] * 5
+                assert time.monotonic() - started < 1.0  # not the 5 s timeout
+            finally:
+                os.kill(server.proc.pid, signal.SIGCONT)
+                if b.link is not None:
+                    b.link.close()
     finally:
         server.stop()
 
