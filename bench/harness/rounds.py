@@ -113,6 +113,7 @@ def render(summary: dict[str, Any], rate: float | None) -> str:
         unit = t["unit"]
         spec = ".3g" if unit in ("x", "") else ",.4g"
         m = t["measured"]
+        unit = unit if unit in ("x", "") else " " + unit
         value = "-" if m is None else f"median {m['median']:{spec}}{unit} ({m['min']:{spec}}-{m['max']:{spec}})"
         out.append(f"  [{t['verdict']:>4} {t['passed']}/{t['judged']}] {t['id']}: {value}")
     return "\n".join(out)

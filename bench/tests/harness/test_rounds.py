@@ -75,3 +75,4 @@ def test_a_scenario_missing_from_a_round_is_summarized_from_the_others() -> None
     text = rounds.render(summary, 5000.0)
     assert "Summary of 2 rounds" in text
     assert "[PASS 1/1] full chain >= 0.35x nginx proxy: median 0.35x (0.35-0.35)" in text
+    assert "[PASS 1/1] full chain >= 5,000 req/s: median 7,000 req/s (7,000-7,000)" in text
