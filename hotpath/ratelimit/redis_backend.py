@@ -304,11 +304,10 @@ class RedisBatcher:
         if deadline <= loop.time():
             return False  # the task path reports it, as for any call
         started = perf_counter()
-        self.link_calls += 1
         waiter = link.send(self._wire(batch), loop)
         if waiter is None:
-            self.link_calls -= 1
             return False
+        self.link_calls += 1
         call = _LinkCall(self, link, batch, waiter, started)
         call.timer = loop.call_at(deadline, call.expire)
         self._calls.add(call)

@@ -98,6 +98,15 @@ class _Protocol(asyncio.Protocol):
                 fut.set_exception(exc)
 
 
+def _write(proto: _Protocol, payload: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+    """Queue the reply's future, then write the command (replies come back in order)."""
+    fut: asyncio.Future[Any] = loop.create_future()
+    proto.waiters.append(fut)
+    assert proto.transport is not None
+    proto.transport.write(payload)
+    return fut
+
+
 class RespLink:
     """One pipelined connection to one Redis node, connected on first use and after a loss."""
 
@@ -168,10 +177,7 @@ class RespLink:
             proto = await self._connected()
             if proto.lost:  # lost again before this caller resumed
                 raise LinkDown(f"Redis connection to {self.host}:{self.port} lost")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        proto.waiters.append(fut)
-        assert proto.transport is not None
-        proto.transport.write(payload)
+        fut = _write(proto, payload, asyncio.get_running_loop())
         try:
             return await fut
         except asyncio.CancelledError:
@@ -179,9 +185,7 @@ class RespLink:
             # may be dead without knowing it (a host gone without a reset), and every later
             # call would wait out its deadline too. Drop it; the next call connects afresh.
             if not fut.done() or fut.cancelled():
-                if self._proto is proto:
-                    self._proto = None
-                proto.transport.abort()
+                self._drop(proto)
             raise
 
     def send(self, payload: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any] | None:
@@ -191,19 +195,19 @@ class RespLink:
         proto = self._proto
         if proto is None or proto.lost:
             return None
-        fut: asyncio.Future[Any] = loop.create_future()
-        proto.waiters.append(fut)
-        assert proto.transport is not None
-        proto.transport.write(payload)
-        return fut
+        return _write(proto, payload, loop)
 
     def abandon(self, fut: asyncio.Future[Any]) -> None:
         """Give up on a reply ``send`` promised: its connection is dropped, as in ``call``."""
         proto = self._proto
         if proto is not None and fut in proto.waiters:
+            self._drop(proto)
+
+    def _drop(self, proto: _Protocol) -> None:
+        if self._proto is proto:
             self._proto = None
-            if proto.transport is not None:
-                proto.transport.abort()
+        assert proto.transport is not None
+        proto.transport.abort()
 
     async def _connected(self) -> _Protocol:
         # Concurrent callers share one connection attempt.
