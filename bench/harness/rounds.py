@@ -111,9 +111,19 @@ def render(summary: dict[str, Any], rate: float | None) -> str:
            "", "targets (verdict of the majority of rounds; a tie fails):"]
     for t in summary["targets"]:
         unit = t["unit"]
-        spec = ".3g" if unit in ("x", "") else ",.4g"
         m = t["measured"]
-        unit = unit if unit in ("x", "") else " " + unit
-        value = "-" if m is None else f"median {m['median']:{spec}}{unit} ({m['min']:{spec}}-{m['max']:{spec}})"
+        if m is None:
+            value = "-"
+        else:
+            low, mid, high = (_target_number(m[k], unit) for k in ("min", "median", "max"))
+            value = f"median {mid}{'' if unit in ('x', '') else ' '}{unit} ({low}-{high})"
         out.append(f"  [{t['verdict']:>4} {t['passed']}/{t['judged']}] {t['id']}: {value}")
     return "\n".join(out)
+
+
+def _target_number(v: float, unit: str) -> str:
+    """Ratios to three significant digits; other figures with thousands separators, whole
+    from 1,000 up (``.4g`` alone would print 15,427 req/s as 1.543e+04)."""
+    if unit in ("x", ""):
+        return f"{v:.3g}"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"

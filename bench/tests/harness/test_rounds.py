@@ -76,3 +76,10 @@ def test_a_scenario_missing_from_a_round_is_summarized_from_the_others() -> None
     assert "Summary of 2 rounds" in text
     assert "[PASS 1/1] full chain >= 0.35x nginx proxy: median 0.35x (0.35-0.35)" in text
     assert "[PASS 1/1] full chain >= 5,000 req/s: median 7,000 req/s (7,000-7,000)" in text
+
+
+def test_target_figures_of_five_digits_print_whole_with_separators() -> None:
+    summary = rounds.summarize([_round(50000, 15427, _at(3.0, 9.0)), _round(50000, 17256, _at(3.2, 9.5))])
+    text = rounds.render(summary, 5000.0)
+    assert "full chain >= 5,000 req/s: median 16,342 req/s (15,427-17,256)" in text
+    assert "e+0" not in text
