@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,12 @@ services: {backend: {urls: ["http://127.0.0.1:9"]}}
 routes:
   - {name: api, path: /api, service: backend, plugins: {rate_limit: {}}}
 """
+IETF = CONFIG + """
+plugins:
+  rate_limit:
+    policies:
+      default: {headers: {ietf: true}}
+"""
 
 
 def ctx(identity: Identity | None = None, ip: str = "10.0.0.1") -> RequestContext:
@@ -95,6 +102,7 @@ async def test_tier_selection_and_headers_in_process() -> None:
     await plugin.on_request(pro)
     headers = dict(pro.response_headers)
     assert headers[b"x-ratelimit-limit"] == b"100" and headers[b"x-ratelimit-remaining"] == b"99"
+    assert headers[b"x-ratelimit-reset"].isdigit()
     assert pro.rate_limit_outcome == "allowed"
     unknown = ctx(Identity("bob", "platinum"))  # not a tier of the policy: default (free)
     await plugin.on_request(unknown)
@@ -148,3 +156,29 @@ def test_request_keys_are_cached_per_caller_and_plan_and_bounded(monkeypatch: py
         c = ctx(ip=f"10.1.0.{i}")
         assert policy.request_keys(c, free) == tuple(policy.keys(caller_id("ip", f"10.1.0.{i}"), free))
         assert len(policy.recent) <= 4
+
+
+def test_headers_report_a_limit_the_tier_does_not_name() -> None:
+    """The headers carry what the decision reports (the fallback reports a worker's share
+    of a limit), with remaining clamped at 0 and times rounded up to whole seconds."""
+    from hotpath.ratelimit.limits import Decision
+
+    plugin = make_plugin(Sink(), IETF)
+    plan = plugin.policy.tiers["pro"]
+    c = ctx(Identity("alice", "pro"))
+    plugin._headers(c, plan, Decision(True, 1, 77, -3, 2500, 0, 1_000_000))
+    headers = dict(c.response_headers)
+    assert headers[b"x-ratelimit-limit"] == b"77"
+    assert headers[b"x-ratelimit-remaining"] == b"0"
+    assert headers[b"x-ratelimit-reset"] == b"1003"
+    assert headers[b"ratelimit"] == b'"per_minute";r=0;t=3'
+
+
+async def test_ietf_headers_name_the_tightest_limit() -> None:
+    plugin = make_plugin(Sink(), IETF)
+    c = ctx(Identity("alice", "pro"))
+    await plugin.on_request(c)
+    headers = dict(c.response_headers)
+    assert headers[b"ratelimit-policy"] == b'"per_second";q=100;w=2, "per_minute";q=1000;w=60'
+    assert re.fullmatch(rb'"per_second";r=99;t=[1-9]\d*', headers[b"ratelimit"]), headers[b"ratelimit"]
+    assert headers[b"x-ratelimit-limit"] == b"100"
