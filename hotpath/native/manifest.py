@@ -34,6 +34,7 @@ MODULES: tuple[str, ...] = (
     "hotpath.upstream.service",
     "hotpath.ratelimit.limiter",
     "hotpath.ratelimit.limits",
+    "hotpath.ratelimit.memory",
     "hotpath.ratelimit.policy",
     "hotpath.ratelimit.redis_backend",
     "hotpath.resilience.contracts",
