@@ -111,7 +111,7 @@ def drive(variant: str, requests: int, callers: int) -> Measured:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("variant", choices=sorted(VARIANTS))
     parser.add_argument("--requests", type=int, default=32_000)
     parser.add_argument("--callers", type=int, default=16)
