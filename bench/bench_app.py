@@ -21,7 +21,7 @@ from bench.support import routes
 from bench.support.asgi import http_scope, request
 from bench.support.fixed_upstream import BODY, FixedUpstream
 from bench.support.fixture_types import Benchmark
-from bench.support.gateway import build, scenario_context
+from bench.support.gateway import build, credential_headers, scenario_context
 from bench.support.lifespan import Lifespan
 from hotpath.app import GatewayApplication, build_app
 from tests.support.processes import RedisServer
@@ -87,10 +87,7 @@ def bench_feature_request(
         lifespan = Lifespan(loop, application)
         lifespan.start()
         try:
-            headers = list(HEADERS)
-            if features.auth:
-                headers.append((b"authorization", f"Bearer {ctx.tokens[0]}".encode()))
-            scope = http_scope("GET", PATH.encode(), headers)
+            scope = http_scope("GET", PATH.encode(), [*HEADERS, *credential_headers(features, ctx)])
             first = loop.run_until_complete(request(application, scope))
             assert first.status == 200, first.body
             out = benchmark(lambda: loop.run_until_complete(request(application, scope)))

@@ -24,13 +24,14 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import uvloop
 
 from bench.harness.scenarios import FULL, PATH, Features
 from bench.support.asgi import http_scope, request
 from bench.support.fixed_upstream import BODY, FixedUpstream
-from bench.support.gateway import build, scenario_context
+from bench.support.gateway import build, credential_headers, scenario_context
 from bench.support.lifespan import Lifespan
 from hotpath.context import Header
 from tests.support.processes import RedisServer
@@ -51,13 +52,11 @@ HEADERS: list[Header] = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
 class Measured:
-    __slots__ = ("cpu_s", "requests", "wall_s")
-
-    def __init__(self, requests: int, cpu_s: float, wall_s: float) -> None:
-        self.requests = requests
-        self.cpu_s = cpu_s
-        self.wall_s = wall_s
+    requests: int
+    cpu_s: float
+    wall_s: float
 
     def line(self, variant: str) -> str:
         per = 1e6 / self.requests
@@ -78,12 +77,7 @@ def drive(variant: str, requests: int, callers: int) -> Measured:
             lifespan = Lifespan(loop, app)
             lifespan.start()
             try:
-                headers = list(HEADERS)
-                if features.auth:
-                    headers.append((b"authorization", f"Bearer {ctx.tokens[0]}".encode()))
-                if features.rate_limit == "api_key":
-                    headers.append((b"x-api-key", ctx.api_keys[0].encode()))
-                scope = http_scope("GET", PATH.encode(), headers)
+                scope = http_scope("GET", PATH.encode(), [*HEADERS, *credential_headers(features, ctx)])
                 first = loop.run_until_complete(request(app, scope))
                 if first.status != 200 or first.body != BODY:
                     raise RuntimeError(f"{variant}: the first request got {first.status}: {first.body[:200]!r}")

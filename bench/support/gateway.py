@@ -20,6 +20,7 @@ import yaml
 from bench.harness.scenarios import JWT_AUDIENCE, JWT_ISSUER, Context, Features, gateway_config
 from hotpath.app import GatewayApplication, build_app
 from hotpath.config.loader import load_config_text
+from hotpath.context import Header
 
 
 def bench_token(secret: str, subject: str = "user-1", tier: str = "pro") -> str:
@@ -42,6 +43,16 @@ def scenario_context(upstream_url: str, redis_url: str | None) -> Iterator[Conte
             api_keys=["bench-key-1"],
             access_log_output=str(Path(tmp) / "access.log"),
         )
+
+
+def credential_headers(features: Features, ctx: Context) -> list[Header]:
+    """What a request needs to pass the scenario's auth and API-key rate limit (first caller)."""
+    headers: list[Header] = []
+    if features.auth:
+        headers.append((b"authorization", f"Bearer {ctx.tokens[0]}".encode()))
+    if features.rate_limit == "api_key":
+        headers.append((b"x-api-key", ctx.api_keys[0].encode()))
+    return headers
 
 
 def build(features: Features, ctx: Context) -> GatewayApplication:
