@@ -4,7 +4,14 @@ import re
 
 import pytest
 
-from hotpath.headers import RequestHeaderPolicy, TrustedProxies, UnsafeHeaderValue, response_headers, safe_id
+from hotpath.headers import (
+    RequestHeaderPolicy,
+    TrustedProxies,
+    UnsafeHeaderValue,
+    new_request_id,
+    response_headers,
+    safe_id,
+)
 
 IDENTITY = ("x-user-id", "x-user-roles")
 
@@ -61,6 +68,14 @@ def test_response_headers() -> None:
                             (b"x-request-id", b"theirs"), (b"content-type", b"text/plain")],
                            (b"x-request-id", b"ours"), None)
     assert out == [(b"content-type", b"text/plain"), (b"x-request-id", b"ours")]
+
+
+def test_new_request_ids_are_32_hex_digits_and_distinct() -> None:
+    ids = [new_request_id() for _ in range(2000)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    # Leading zero bytes are kept: the width is fixed.
+    assert any(i.startswith("0") for i in ids)
 
 
 def test_safe_id() -> None:
