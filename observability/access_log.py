@@ -83,7 +83,8 @@ class _Clock:
             if second != self._second:
                 self._second = second
                 self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._text = f"{self._prefix}.{frac:03d}Z"
+            # zfill, not a format spec: mypyc compiles one into a str.format call.
+            self._text = f"{self._prefix}.{str(frac).zfill(3)}Z"
         return self._text
 
 
