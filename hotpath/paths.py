@@ -17,8 +17,6 @@ receives, so a path that routes as ``/admin`` can never reach an upstream as
 
 from __future__ import annotations
 
-import re
-
 
 class UnsafePath(ValueError):
     """The path cannot be normalized safely; answer 400."""
@@ -28,8 +26,7 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 # Characters allowed raw in a path (RFC 3986 pchar plus "/"), minus "%" handled separately.
 _ALLOWED_RAW = _UNRESERVED | frozenset(b"!$&'()*+,;=:@/")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-# Anything that needs the slow path: escapes, dot segments, empty segments, odd bytes.
-_NEEDS_WORK = re.compile(rb"%|//|/\.|[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
+_PLAIN = bytes(sorted(_ALLOWED_RAW))
 _ENCODED_SLASHES = (b"2F", b"5C")
 
 
@@ -37,10 +34,21 @@ def normalize(raw_path: bytes, *, keep_encoded_slash: bool = False) -> str:
     """Return the normalized path as a str (ASCII only), or raise ``UnsafePath``."""
     if not raw_path.startswith(b"/"):
         raise UnsafePath("the path must start with '/'")
-    if _NEEDS_WORK.search(raw_path) is None:
+    if not needs_work(raw_path):
         return raw_path.decode("ascii")
     decoded = _decode_unreserved(raw_path, keep_encoded_slash)
     return _remove_dot_segments(decoded)
+
+
+def needs_work(raw_path: bytes) -> bool:
+    """Whether the path has anything to rewrite or refuse: an escape, a dot segment, an
+    empty segment, or a byte outside RFC 3986's pchar and "/".
+
+    Most paths have none, so this runs on nearly every request: ``translate`` deleting the
+    plain bytes costs a fraction of the equivalent regex search (sre tries every
+    alternative at every offset). ``find``, not ``in``: ``bytes in bytes`` first tries the
+    operand as an integer and formats a TypeError before it searches."""
+    return bool(raw_path.translate(None, _PLAIN)) or raw_path.find(b"//") >= 0 or raw_path.find(b"/.") >= 0
 
 
 def _decode_unreserved(raw: bytes, keep_encoded_slash: bool) -> str:

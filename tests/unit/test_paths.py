@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotpath.paths import UnsafePath, normalize
+from hotpath.paths import UnsafePath, needs_work, normalize
 
 
 @pytest.mark.parametrize(
@@ -54,3 +56,19 @@ def test_never_raises_anything_but_unsafe_path(data: bytes) -> None:
     assert out.startswith("/")
     segments = out.split("/")[1:-1]
     assert all(s not in ("", ".", "..") for s in segments)
+
+
+# The rule needs_work implements, as a regex: a "%", "//", "/." or a byte outside pchar and "/".
+_NEEDS_WORK = re.compile(rb"%|//|/\.|[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
+
+
+@given(st.binary(max_size=24) | st.text("abz09-._~!$&'()*+,;=:@/%", max_size=24).map(str.encode))
+def test_needs_work_is_the_rule(data: bytes) -> None:
+    raw = b"/" + data
+    assert needs_work(raw) == (_NEEDS_WORK.search(raw) is not None)
+
+
+def test_plain_paths_pass_untouched() -> None:
+    assert not needs_work(b"/api/orders/8f14e45f")
+    assert normalize(b"/api/v1/a-b_c.d~e!$&'()*+,;=:@") == "/api/v1/a-b_c.d~e!$&'()*+,;=:@"
+    assert needs_work(b"/api//x") and needs_work(b"/api/.x") and needs_work(b"/a%41") and needs_work(b"/a b")
