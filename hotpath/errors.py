@@ -17,7 +17,7 @@ optional retry_after or details) is filled in per request.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -37,7 +37,7 @@ class ErrorCode(str, Enum):
     TIMEOUT = "TIMEOUT"
 
 
-JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+JSON_CONTENT_TYPE: Final = (b"content-type", b"application/json")
 
 
 class GatewayError(Exception):
@@ -121,9 +121,9 @@ class CannedError:
         )
 
 
-NOT_FOUND = CannedError(404, ErrorCode.NOT_FOUND, "no route matches this path")
-BAD_PATH = CannedError(400, ErrorCode.BAD_REQUEST, "the request path cannot be normalized safely")
-INTERNAL = CannedError(500, ErrorCode.INTERNAL_ERROR, "internal gateway error")
+NOT_FOUND: Final = CannedError(404, ErrorCode.NOT_FOUND, "no route matches this path")
+BAD_PATH: Final = CannedError(400, ErrorCode.BAD_REQUEST, "the request path cannot be normalized safely")
+INTERNAL: Final = CannedError(500, ErrorCode.INTERNAL_ERROR, "internal gateway error")
 
 
 def bad_request(message: str, details: dict[str, Any] | None = None) -> GatewayError:

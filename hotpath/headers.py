@@ -14,11 +14,12 @@ import os
 import random
 import re
 from collections.abc import Iterable
+from typing import Final
 
 from hotpath.bounded import remember
 from hotpath.context import Header
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -31,26 +32,26 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-REQUEST_ID = b"x-request-id"
-CORRELATION_ID = b"x-correlation-id"
-XFF = b"x-forwarded-for"
-XFP = b"x-forwarded-proto"
-XFH = b"x-forwarded-host"
-FORWARDED = b"forwarded"
-REAL_IP = b"x-real-ip"
-HOST = b"host"
-CONTENT_LENGTH = b"content-length"
-EXPECT = b"expect"
+REQUEST_ID: Final = b"x-request-id"
+CORRELATION_ID: Final = b"x-correlation-id"
+XFF: Final = b"x-forwarded-for"
+XFP: Final = b"x-forwarded-proto"
+XFH: Final = b"x-forwarded-host"
+FORWARDED: Final = b"forwarded"
+REAL_IP: Final = b"x-real-ip"
+HOST: Final = b"host"
+CONTENT_LENGTH: Final = b"content-length"
+EXPECT: Final = b"expect"
 
-_SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
-_MAX_TRUST_CACHE = 4096
+_SAFE_ID: Final = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_MAX_TRUST_CACHE: Final = 4096
 
 
 # Request ids must be unique, not secret: a PRNG seeded from the OS saves a getrandom()
 # call per request. Reseeded in every forked worker, so siblings never share a sequence.
-_ids = random.Random(os.urandom(32))
+_ids: Final = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
-_id_bits = _ids.getrandbits
+_id_bits: Final = _ids.getrandbits
 
 
 def new_request_id() -> str:
@@ -101,7 +102,13 @@ class TrustedProxies:
 
 
 # What RequestHeaderPolicy.build does with a header other than copying it.
-_DROP, _CONNECTION, _HOST, _XFF, _XFP, _XFH, _CLAIM = range(7)
+_DROP: Final = 0
+_CONNECTION: Final = 1
+_HOST: Final = 2
+_XFF: Final = 3
+_XFP: Final = 4
+_XFH: Final = 5
+_CLAIM: Final = 6
 
 
 class UnsafeHeaderValue(ValueError):
@@ -208,7 +215,7 @@ class RequestHeaderPolicy:
 
 
 # Response headers never relayed as they came: hop-by-hop ones and the ids the gateway sets.
-_RESPONSE_SPECIAL = HOP_BY_HOP | {REQUEST_ID, CORRELATION_ID}
+_RESPONSE_SPECIAL: Final = HOP_BY_HOP | {REQUEST_ID, CORRELATION_ID}
 
 
 def response_headers(

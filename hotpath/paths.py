@@ -17,17 +17,19 @@ receives, so a path that routes as ``/admin`` can never reach an upstream as
 
 from __future__ import annotations
 
+from typing import Final
+
 
 class UnsafePath(ValueError):
     """The path cannot be normalized safely; answer 400."""
 
 
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_UNRESERVED: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # Characters allowed raw in a path (RFC 3986 pchar plus "/"), minus "%" handled separately.
-_ALLOWED_RAW = _UNRESERVED | frozenset(b"!$&'()*+,;=:@/")
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_PLAIN = bytes(sorted(_ALLOWED_RAW))
-_ENCODED_SLASHES = (b"2F", b"5C")
+_ALLOWED_RAW: Final = _UNRESERVED | frozenset(b"!$&'()*+,;=:@/")
+_HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+_PLAIN: Final = bytes(sorted(_ALLOWED_RAW))
+_ENCODED_SLASHES: Final = (b"2F", b"5C")
 
 
 def normalize(raw_path: bytes, *, keep_encoded_slash: bool = False) -> str:

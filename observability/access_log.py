@@ -24,7 +24,7 @@ import os
 import stat
 import sys
 import time
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import orjson
 
@@ -37,19 +37,22 @@ from observability.line_writer import LineWriter
 if TYPE_CHECKING:
     from hotpath.context import RequestContext
 
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-DROP_REASONS = ("queue_full", "write_error", "shutdown")
+LEVELS: Final = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+DROP_REASONS: Final = ("queue_full", "write_error", "shutdown")
 # Longest wait at shutdown for a slow output to take the last lines.
-CLOSE_TIMEOUT = 2.0
+CLOSE_TIMEOUT: Final = 2.0
 # Largest write to a pipe: a write within PIPE_BUF is atomic, so lines of several workers
 # sharing the pipe never interleave.
-PIPE_WRITE_BYTES = 4096
+PIPE_WRITE_BYTES: Final = 4096
 # Batch size a regular file is raised to (within half of max_queued_bytes). Every write to
 # a file goes through the writer thread (files refuse RWF_NOWAIT), and the hand-off's GIL
 # switches cost about 6 us per request in process at 4 KiB, under 1 us at 64 KiB. A write
 # to a regular file lands whole at any size, so the file takes each batch in one write.
-FILE_CHUNK_BYTES = 65_536
-_HASH_CACHE_MAX = 4096
+FILE_CHUNK_BYTES: Final = 65_536
+_HASH_CACHE_MAX: Final = 4096
+# Final: compiled code reads it from a static; a plain module global is a dict lookup per use.
+_ENCODER: Final = ENCODER
+_AccessLine: Final = AccessLine
 
 
 def _level_of(status: int) -> tuple[int, str]:
@@ -230,7 +233,7 @@ class AccessLog:
         upstream_ms = ctx.upstream_ms
         # Integer rounding: round(x, 3) costs ten times more, and n / 1000 prints as exactly
         # three decimals at most.
-        return AccessLine(
+        return _AccessLine(
             self._clock.iso(now),
             level,
             "access",
@@ -272,7 +275,7 @@ class AccessLog:
             buf += _text_line(as_dict(line))
         else:
             try:
-                ENCODER.encode_into(line, buf, -1)
+                _ENCODER.encode_into(line, buf, -1)
             except Exception:
                 del buf[mark:]  # msgspec leaves what it had written before the failure
                 raise

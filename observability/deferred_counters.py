@@ -19,7 +19,7 @@ for the worker's life.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 
 class DeferredCounter:
@@ -53,7 +53,7 @@ class DeferredCounters:
 
 
 # One registry per worker process: the app is imported after the fork.
-REGISTRY = DeferredCounters()
+REGISTRY: Final = DeferredCounters()
 
 
 def deferred(child: Any) -> DeferredCounter:

@@ -8,7 +8,7 @@ headers, a 429 or a 503.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import msgspec
 
@@ -22,14 +22,14 @@ from hotpath.ratelimit.policy import CompiledPolicy, TierPlan, compile_policies
 from hotpath.responses import LocalResponse
 from observability.audit_event import AuditType, event_for_request
 
-H_LIMIT = b"x-ratelimit-limit"
-H_REMAINING = b"x-ratelimit-remaining"
-H_RESET = b"x-ratelimit-reset"
-H_IETF_POLICY = b"ratelimit-policy"
-H_IETF = b"ratelimit"
+H_LIMIT: Final = b"x-ratelimit-limit"
+H_REMAINING: Final = b"x-ratelimit-remaining"
+H_RESET: Final = b"x-ratelimit-reset"
+H_IETF_POLICY: Final = b"ratelimit-policy"
+H_IETF: Final = b"ratelimit"
 
-RATE_LIMITED = CannedError(429, ErrorCode.RATE_LIMITED, "rate limit exceeded")
-UNAVAILABLE = CannedError(503, ErrorCode.SERVICE_UNAVAILABLE, "rate limiting is unavailable; retry shortly")
+RATE_LIMITED: Final = CannedError(429, ErrorCode.RATE_LIMITED, "rate limit exceeded")
+UNAVAILABLE: Final = CannedError(503, ErrorCode.SERVICE_UNAVAILABLE, "rate limiting is unavailable; retry shortly")
 
 
 class _RoutePlan:

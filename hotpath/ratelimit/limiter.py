@@ -13,7 +13,7 @@ Outcomes counted in ``gatehouse_rate_limit_decisions{policy,tier,outcome}``:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from hotpath.ratelimit.config import RateLimitSettings
 from hotpath.ratelimit.limits import CompiledLimit, Decision
@@ -29,8 +29,8 @@ from observability.metrics import RATE_LIMIT_DECISIONS
 if TYPE_CHECKING:
     from hotpath.runtime import WorkerRuntime
 
-SINGLETON_KEY = "rate_limit.limiter"
-OUTCOMES = ("allowed", "limited", "fail_open", "fallback_limited", "fail_closed")
+SINGLETON_KEY: Final = "rate_limit.limiter"
+OUTCOMES: Final = ("allowed", "limited", "fail_open", "fallback_limited", "fail_closed")
 
 
 class Counters:

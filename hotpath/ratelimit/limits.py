@@ -9,16 +9,17 @@ its usage, and one that changes a refill rate starts a fresh bucket.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from hotpath.ratelimit.config import LimitConfig, SlidingWindow, TierConfig, TokenBucket
 
-SLIDING = 1
-BUCKET = 2
-US = 1_000_000
+SLIDING: Final = 1
+BUCKET: Final = 2
+US: Final = 1_000_000
 # Lua numbers are doubles: keep every product the scripts form an exact integer.
-MAX_EXACT = 2**52
-MIN_BUCKET_US = 1000
-AUTO_PRECISION = 60
+MAX_EXACT: Final = 2**52
+MIN_BUCKET_US: Final = 1000
+AUTO_PRECISION: Final = 60
 
 
 class CompiledLimit:

@@ -12,7 +12,7 @@ key length is bounded, and no caller-controlled ``{``/``}`` can move the hash ta
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from hotpath.bounded import remember
 from hotpath.ratelimit.config import PolicyConfig, RateLimitSettings
@@ -21,9 +21,9 @@ from hotpath.ratelimit.limits import CompiledLimit, compile_tier
 if TYPE_CHECKING:
     from hotpath.context import Identity, RequestContext
 
-KEY_KINDS = ("user", "api_key", "ip", "header")
-_KIND_PREFIX = {"user": b"u:", "api_key": b"k:", "header": b"h:", "ip": b"ip:"}
-_DIGEST_KEY = b"gatehouse-rate-limit"
+KEY_KINDS: Final = ("user", "api_key", "ip", "header")
+_KIND_PREFIX: Final = {"user": b"u:", "api_key": b"k:", "header": b"h:", "ip": b"ip:"}
+_DIGEST_KEY: Final = b"gatehouse-rate-limit"
 # Recent callers' keys per policy, so a repeat caller costs one dict probe rather than a
 # keyed BLAKE2b digest and string building (a hotpath.bounded table).
 RECENT_CALLERS = 8192

@@ -41,7 +41,7 @@ import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
 from time import perf_counter
-from typing import Any
+from typing import Any, Final
 
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import NoScriptError, RedisClusterError
@@ -53,10 +53,10 @@ from hotpath.state.cluster_links import ClusterLinks
 from hotpath.state.resp import LinkDown, ReplyError, RespLink, bulk
 from observability.metrics import REDIS_BATCH_SIZE, REDIS_ERRORS, REDIS_LATENCY
 
-log = logging.getLogger("gatehouse.ratelimit")
+log: Final = logging.getLogger("gatehouse.ratelimit")
 
-OPERATION = "rate_limit"
-REPLY_WIDTH = 6  # allowed, index, limit, remaining, reset_ms, retry_ms
+OPERATION: Final = "rate_limit"
+REPLY_WIDTH: Final = 6  # allowed, index, limit, remaining, reset_ms, retry_ms
 WIRE_KEYS_KEPT = 16384  # a few keys per recent caller (hotpath/ratelimit/policy.py)
 
 
@@ -139,7 +139,7 @@ class _Pending:
 
 # Error replies of a Redis that is up but cannot serve yet (loading its data, a script
 # running too long, the cluster or its primary down): outages, not bad commands.
-OUTAGE_REPLIES = frozenset({"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN"})
+OUTAGE_REPLIES: Final = frozenset({"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN"})
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -528,7 +528,7 @@ def _argv(batch: list[_Pending]) -> list[int]:
 
 # Plan numbers and counts as RESP bulk strings, encoded once (a batch holds at most
 # max_batch decisions, 256 by default).
-_BULK_NUMBERS = tuple(bulk(b"%d" % i) for i in range(257))
+_BULK_NUMBERS: Final = tuple(bulk(b"%d" % i) for i in range(257))
 
 
 def _bulk_number(i: int) -> bytes:

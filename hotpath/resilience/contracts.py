@@ -12,11 +12,11 @@ After a failed attempt it asks ``retry.delay(attempt, cause, retry_after, remain
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
 
 # Retry causes that are not HTTP statuses.
-CAUSE_CONNECT = 0
-CAUSE_TIMEOUT = 1
+CAUSE_CONNECT: Final = 0
+CAUSE_TIMEOUT: Final = 1
 
 
 class Outcome(StrEnum):
@@ -62,7 +62,7 @@ class _OpenPermit:
         return None
 
 
-ALWAYS = _OpenPermit()
+ALWAYS: Final = _OpenPermit()
 
 
 class NoBreaker:

@@ -19,14 +19,19 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from hotpath.resilience.policy import BreakerPolicy
 
-CLOSED, OPEN, HALF_OPEN = 0, 1, 2
-STATE_NAMES = ("closed", "open", "half_open")
+CLOSED: Final = 0
+OPEN: Final = 1
+HALF_OPEN: Final = 2
+STATE_NAMES: Final = ("closed", "open", "half_open")
 
 # Probe results, as the script also spells them.
-PROBE_SUCCESS, PROBE_FAILURE, PROBE_CANCELLED = "S", "F", "I"
+PROBE_SUCCESS: Final = "S"
+PROBE_FAILURE: Final = "F"
+PROBE_CANCELLED: Final = "I"
 
 TransitionHook = Callable[[int, int, str], None]
 

@@ -8,6 +8,7 @@ stale. Probe permits (half-open only) carry the token of their lease.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from hotpath.errors import ErrorCode, GatewayError
 from hotpath.resilience.contracts import Outcome
@@ -41,7 +42,7 @@ class ProbePermit:
         return None
 
 
-FAILED_OUTCOMES = frozenset({Outcome.FAILURE, Outcome.TIMEOUT, Outcome.CONNECT_ERROR, Outcome.SLOW})
+FAILED_OUTCOMES: Final = frozenset({Outcome.FAILURE, Outcome.TIMEOUT, Outcome.CONNECT_ERROR, Outcome.SLOW})
 
 
 def verdict(outcome: Outcome, duration: float, slow: float) -> str:

@@ -8,12 +8,13 @@ configuration arguments, encoded once.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from hotpath.resilience.config import BreakerConfig
 
 # The sliding window is kept as this many time buckets (Resilience4j keeps one per second;
 # a fixed count keeps the cost per decision constant whatever the window length).
-WINDOW_BUCKETS = 10
+WINDOW_BUCKETS: Final = 10
 
 
 class BreakerPolicy:

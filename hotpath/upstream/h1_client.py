@@ -23,6 +23,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterable
 from types import TracebackType
+from typing import Final
 
 import httptools
 
@@ -36,18 +37,18 @@ from hotpath.upstream.client import (
 )
 
 # Response bytes buffered for a slow reader before the socket stops being read.
-READ_HIGH_WATER = 256 * 1024
+READ_HIGH_WATER: Final = 256 * 1024
 # How often running exchanges' deadlines are checked (their resolution).
-DEADLINE_TICK = 0.05
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-_EXPECTS_BODY = frozenset({"POST", "PUT", "PATCH"})
-_HTTP11 = b" HTTP/1.1\r\n"
-_CRLF = b"\r\n"
-_SEP = b": "
-_CHUNKED = b"transfer-encoding: chunked\r\n"
-_LENGTH = b"content-length: "
-_LAST_CHUNK = b"0\r\n\r\n"
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+DEADLINE_TICK: Final = 0.05
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_EXPECTS_BODY: Final = frozenset({"POST", "PUT", "PATCH"})
+_HTTP11: Final = b" HTTP/1.1\r\n"
+_CRLF: Final = b"\r\n"
+_SEP: Final = b": "
+_CHUNKED: Final = b"transfer-encoding: chunked\r\n"
+_LENGTH: Final = b"content-length: "
+_LAST_CHUNK: Final = b"0\r\n\r\n"
+_FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
 
 
 class UpstreamProtocolError(UpstreamConnectError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -21,17 +21,17 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm, get_default_algorithms
 from plugins.auth.config import HMAC_ALGORITHMS
 from plugins.auth.errors import InvalidToken, Reason, UnknownKey
 
-log = logging.getLogger("gatehouse.auth")
+log: Final = logging.getLogger("gatehouse.auth")
 
 # pyjwt's implementations, resolved once; "none" is deliberately absent.
-SUPPORTED: dict[str, JwtAlgorithm] = {
+SUPPORTED: Final[dict[str, JwtAlgorithm]] = {
     name: impl for name, impl in get_default_algorithms().items()
     if name in {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                 "ES256", "ES384", "ES512"}
 }
-_EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
-MAX_JWKS_KEYS = 64
-MAX_KID_CHARS = 256
+_EC_CURVES: Final = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+MAX_JWKS_KEYS: Final = 64
+MAX_KID_CHARS: Final = 256
 
 
 class UnusableKey(ValueError):

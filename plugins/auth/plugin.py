@@ -8,7 +8,7 @@ and then at most once per cooldown.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import msgspec
 
@@ -24,7 +24,7 @@ from plugins.auth.provider import Provider, static_keys
 from plugins.auth.responses import AuthResponses, Canned
 from plugins.auth.verifier import Verified
 
-_BEARER = b"bearer "
+_BEARER: Final = b"bearer "
 
 
 class AuthPlugin(Plugin[AuthRouteConfig]):

@@ -17,7 +17,7 @@ import binascii
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -28,19 +28,19 @@ from plugins.auth.keys import MAX_KID_CHARS, KeyRing, verify_signature
 
 Clock = Callable[[], float]
 
-_COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_COMPACT: Final = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # Header parameters through which a token would pick its own verification key.
-_EMBEDDED_KEY_PARAMS = ("jwk", "jku", "x5u", "x5c")
-_KID_CHARS = re.compile(r"[\x21-\x7e]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_NAME = re.compile(NAME_PATTERN)
-_MAX_SUBJECT = 256
-_MAX_LIST = 256
+_EMBEDDED_KEY_PARAMS: Final = ("jwk", "jku", "x5u", "x5c")
+_KID_CHARS: Final = re.compile(r"[\x21-\x7e]+")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_NAME: Final = re.compile(NAME_PATTERN)
+_MAX_SUBJECT: Final = 256
+_MAX_LIST: Final = 256
 
-USER_ID = b"x-user-id"
-USER_ROLES = b"x-user-roles"
-USER_SCOPES = b"x-user-scopes"
-USER_TIER = b"x-user-tier"
+USER_ID: Final = b"x-user-id"
+USER_ROLES: Final = b"x-user-roles"
+USER_SCOPES: Final = b"x-user-scopes"
+USER_TIER: Final = b"x-user-tier"
 
 
 class Verified:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import orjson
 
@@ -32,14 +32,14 @@ from plugins.cache.local import ENTRY, SPEC, LocalTier, Slot
 if TYPE_CHECKING:
     from hotpath.runtime import WorkerRuntime
 
-log = logging.getLogger("gatehouse.cache")
+log: Final = logging.getLogger("gatehouse.cache")
 
-HUB_KEY = "cache"
+HUB_KEY: Final = "cache"
 # What a coalescing leader hands its followers: the entry and its variant key suffix.
 Led = tuple[Entry, str] | None
-LOG_EVERY = 10.0
+LOG_EVERY: Final = 10.0
 # The invalidation field that covers every route and path.
-CLEAR_ALL = orjson.dumps([None, ""]).decode()
+CLEAR_ALL: Final = orjson.dumps([None, ""]).decode()
 
 
 class SharedClock:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Final
 
 from plugins.cache.entry import Entry
 
-ENTRY = 0
-SPEC = 1  # the Vary header names of a primary key; the entry lives under a variant key
-PASS = 2  # the last response for this key was uncacheable: skip coalescing for a while
+ENTRY: Final = 0
+SPEC: Final = 1  # the Vary header names of a primary key; the entry lives under a variant key
+PASS: Final = 2  # the last response for this key was uncacheable: skip coalescing for a while
 
 
 class Slot:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from hotpath.context import Header, RequestContext
 from hotpath.plugin import BodyTap, Plugin, PluginSetup
@@ -32,14 +32,14 @@ from plugins.cache.policy import judge, sorted_query
 if TYPE_CHECKING:
     from prometheus_client import Counter
 
-NOTE = "gatehouse.cache"
-X_CACHE_HIT = (b"x-cache", b"HIT")
-X_CACHE_MISS = (b"x-cache", b"MISS")
+NOTE: Final = "gatehouse.cache"
+X_CACHE_HIT: Final = (b"x-cache", b"HIT")
+X_CACHE_MISS: Final = (b"x-cache", b"MISS")
 # Never stored: per-request identifiers, and what the cache itself adds on a hit.
-_NOT_STORED = frozenset({b"x-request-id", b"x-correlation-id", b"x-cache", b"age"})
-_AUTHORIZATION = b"authorization"
-_HOST_HEADERS = (b"host", b"x-forwarded-host")
-_RANGE = b"range"
+_NOT_STORED: Final = frozenset({b"x-request-id", b"x-correlation-id", b"x-cache", b"age"})
+_AUTHORIZATION: Final = b"authorization"
+_HOST_HEADERS: Final = (b"host", b"x-forwarded-host")
+_RANGE: Final = b"range"
 
 
 

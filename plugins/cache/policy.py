@@ -9,14 +9,15 @@ lifetime means "do not store". ``Expires`` is ignored: the route TTL is the oper
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from hotpath.context import Header
 
-CACHE_CONTROL = b"cache-control"
-VARY = b"vary"
-SET_COOKIE = b"set-cookie"
+CACHE_CONTROL: Final = b"cache-control"
+VARY: Final = b"vary"
+SET_COOKIE: Final = b"set-cookie"
 
-_NEVER_STORE = frozenset({"no-store", "private", "no-cache"})
+_NEVER_STORE: Final = frozenset({"no-store", "private", "no-cache"})
 
 
 class Verdict:
