@@ -16,12 +16,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.harness.scenarios import FULL, PATH, Features
+from bench.harness.scenarios import FULL, Features
 from bench.support import routes
 from bench.support.asgi import http_scope, request
 from bench.support.fixed_upstream import BODY, FixedUpstream
 from bench.support.fixture_types import Benchmark
-from bench.support.gateway import build, credential_headers, scenario_context
+from bench.support.gateway import scenario_context, serving
 from bench.support.lifespan import Lifespan
 from hotpath.app import GatewayApplication, build_app
 from tests.support.processes import RedisServer
@@ -82,17 +82,11 @@ def bench_feature_request(
     benchmark: Benchmark, loop: Loop, fixed_upstream: FixedUpstream, redis_server: RedisServer, variant: str
 ) -> None:
     features = VARIANTS[variant]
-    with scenario_context(fixed_upstream.url, redis_server.url if features.needs_redis() else None) as ctx:
-        application = build(features, ctx)
-        lifespan = Lifespan(loop, application)
-        lifespan.start()
-        try:
-            scope = http_scope("GET", PATH.encode(), [*HEADERS, *credential_headers(features, ctx)])
-            first = loop.run_until_complete(request(application, scope))
-            assert first.status == 200, first.body
-            out = benchmark(lambda: loop.run_until_complete(request(application, scope)))
-        finally:
-            lifespan.stop()
+    with (
+        scenario_context(fixed_upstream.url, redis_server.url if features.needs_redis() else None) as ctx,
+        serving(loop, features, ctx, HEADERS) as (application, scope),
+    ):
+        out = benchmark(lambda: loop.run_until_complete(request(application, scope)))
     assert out.status == 200
     assert out.body == BODY
     names = {k for k, _ in out.headers}

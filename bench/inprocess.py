@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 import uvloop
 
-from bench.harness.scenarios import FULL, PATH, Features
-from bench.support.asgi import http_scope, request
-from bench.support.fixed_upstream import BODY, FixedUpstream
-from bench.support.gateway import build, credential_headers, scenario_context
-from bench.support.lifespan import Lifespan
+from bench.harness.scenarios import FULL, Features
+from bench.support.asgi import request
+from bench.support.fixed_upstream import FixedUpstream
+from bench.support.gateway import scenario_context, serving
 from hotpath.context import Header
 from tests.support.processes import RedisServer
 
@@ -65,38 +64,32 @@ class Measured:
 
 
 def drive(variant: str, requests: int, callers: int) -> Measured:
-    """``requests`` (rounded down to a multiple of ``callers``) after one checked request."""
+    """``requests`` (rounded down to a multiple of ``callers``) after one checked request
+    (``serving``)."""
     features = VARIANTS[variant]
     loop = uvloop.new_event_loop()
     redis = RedisServer() if features.needs_redis() else None
     upstream = FixedUpstream()
     try:
         loop.run_until_complete(upstream.start())
-        with scenario_context(upstream.url, redis.url if redis else None) as ctx:
-            app = build(features, ctx)
-            lifespan = Lifespan(loop, app)
-            lifespan.start()
-            try:
-                scope = http_scope("GET", PATH.encode(), [*HEADERS, *credential_headers(features, ctx)])
-                first = loop.run_until_complete(request(app, scope))
-                if first.status != 200 or first.body != BODY:
-                    raise RuntimeError(f"{variant}: the first request got {first.status}: {first.body[:200]!r}")
-                each = requests // callers
+        with (
+            scenario_context(upstream.url, redis.url if redis else None) as ctx,
+            serving(loop, features, ctx, HEADERS) as (app, scope),
+        ):
+            each = requests // callers
 
-                async def caller() -> None:
-                    for _ in range(each):
-                        out = await request(app, scope)
-                        if out.status != 200:
-                            raise RuntimeError(f"{variant}: a request got {out.status}: {out.body[:200]!r}")
+            async def caller() -> None:
+                for _ in range(each):
+                    out = await request(app, scope)
+                    if out.status != 200:
+                        raise RuntimeError(f"{variant}: a request got {out.status}: {out.body[:200]!r}")
 
-                async def run() -> None:
-                    await asyncio.gather(*(caller() for _ in range(callers)))
+            async def run() -> None:
+                await asyncio.gather(*(caller() for _ in range(callers)))
 
-                cpu, wall = time.process_time(), time.perf_counter()
-                loop.run_until_complete(run())
-                return Measured(each * callers, time.process_time() - cpu, time.perf_counter() - wall)
-            finally:
-                lifespan.stop()
+            cpu, wall = time.process_time(), time.perf_counter()
+            loop.run_until_complete(run())
+            return Measured(each * callers, time.process_time() - cpu, time.perf_counter() - wall)
     finally:
         loop.run_until_complete(upstream.close())
         loop.close()

@@ -7,17 +7,22 @@ loop, against the in-process upstream (and a real redis-server where features ne
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import jwt
 import yaml
 
-from bench.harness.scenarios import JWT_AUDIENCE, JWT_ISSUER, Context, Features, gateway_config
+from bench.harness.scenarios import JWT_AUDIENCE, JWT_ISSUER, PATH, Context, Features, gateway_config
+from bench.support.asgi import http_scope, request
+from bench.support.fixed_upstream import BODY
+from bench.support.lifespan import Lifespan
 from hotpath.app import GatewayApplication, build_app
 from hotpath.config.loader import load_config_text
 from hotpath.context import Header
@@ -59,3 +64,23 @@ def build(features: Features, ctx: Context) -> GatewayApplication:
     config = gateway_config(features, ctx)
     loaded = load_config_text(yaml.safe_dump(config, sort_keys=False), "<bench>", environ={})
     return build_app(loaded)
+
+
+@contextmanager
+def serving(
+    loop: asyncio.AbstractEventLoop, features: Features, ctx: Context, headers: list[Header]
+) -> Iterator[tuple[GatewayApplication, dict[str, Any]]]:
+    """The scenario's app started on ``loop``, and a GET of the scenario's path carrying
+    ``headers`` and the credentials the features need; one such request must come back
+    200 with the upstream's body before either is handed over."""
+    app = build(features, ctx)
+    lifespan = Lifespan(loop, app)
+    lifespan.start()
+    try:
+        scope = http_scope("GET", PATH.encode(), [*headers, *credential_headers(features, ctx)])
+        first = loop.run_until_complete(request(app, scope))
+        if first.status != 200 or first.body != BODY:
+            raise RuntimeError(f"the first request got {first.status}: {first.body[:200]!r}")
+        yield app, scope
+    finally:
+        lifespan.stop()
