@@ -1,7 +1,8 @@
 """The Lua scripts, read from the ``.lua`` files beside this module.
 
-Redis cannot include one script in another, so each script is the algorithm fragments
-(``sliding_window.lua``, ``token_bucket.lua``) followed by its body. The SHA1 is computed
+Redis cannot include one script in another, so each script is the prelude (``prelude.lua``:
+standard functions bound as locals), the algorithm fragments (``sliding_window.lua``,
+``token_bucket.lua``), then its body. The SHA1 is computed
 here once, so the hot path only ever sends EVALSHA; NOSCRIPT is recovered by the caller.
 """
 
@@ -11,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 _DIR = Path(__file__).with_name("lua")
-_FRAGMENTS = ("sliding_window.lua", "token_bucket.lua")
+_FRAGMENTS = ("prelude.lua", "sliding_window.lua", "token_bucket.lua")
 
 
 class LuaScript:

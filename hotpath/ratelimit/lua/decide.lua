@@ -14,10 +14,10 @@
 -- reset_ms, retry_ms} for the tightest limit: the one with least remaining when allowed, the one that needs
 -- the longest wait when refused. reset_ms: until that limit is entirely unused again.
 
-local t = redis.call('TIME')
+local t = call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_s = sw_fmt(now)
-local out = {math.floor(now / 1000)}
+local out = {floor(now / 1000)}
 
 -- Per plan, what depends only on the plan and this call's clock: the current bucket of
 -- each window (its field name, floor and expiry are the same for every decision).
@@ -32,12 +32,12 @@ for p = 1, tonumber(ARGV[1]) do
     ai = ai + 4
     K[j], A[j], B[j], C[j] = kind, a, b, c
     if kind == 1 then
-      local cur = math.floor(now / b)
+      local cur = floor(now / b)
       local low = cur - c + 1
       FLD[j], LOW[j], LOWS[j] = sw_fmt(cur), low, sw_fmt(low)
       -- Until the current bucket stops counting: the reset of a window written now.
       RS[j] = (cur + c) * b - now
-      PX[j] = sw_fmt(math.ceil(RS[j] / 1000))
+      PX[j] = sw_fmt(ceil(RS[j] / 1000))
     end
   end
   PLANS[p] = {cost, nl, K, A, B, C, FLD, LOW, LOWS, RS, PX}
@@ -71,7 +71,7 @@ for di = ai, #ARGV do
       local d = tb_deficit(key, now, c)
       D[j] = d
       fits = d + cost * b <= a * b
-      REM[j] = math.floor((a * b - d) / b)
+      REM[j] = floor((a * b - d) / b)
     end
     FIT[j] = fits
     if not fits then
@@ -91,7 +91,7 @@ for di = ai, #ARGV do
       else
         local d = D[j] + cost * B[j]
         rs = tb_commit(KEY[j], now_s, C[j], d)
-        r = math.floor((A[j] * B[j] - d) / B[j])
+        r = floor((A[j] * B[j] - d) / B[j])
       end
       if remaining < 0 or r < remaining or (r == remaining and rs > reset) then
         idx, limit, remaining, reset = j, A[j], r, rs
@@ -107,8 +107,8 @@ for di = ai, #ARGV do
           w, rs = sw_waits(KEY[j], now, b, c, LOW[j], LOW[j] + c - 1, TOT[j] + cost - a)
         else
           local d = D[j]
-          w = math.ceil((d + cost * b - a * b) / c)
-          rs = math.ceil(d / c)
+          w = ceil((d + cost * b - a * b) / c)
+          rs = ceil(d / c)
         end
         if w > retry then
           idx, limit, remaining, reset, retry = j, a, REM[j], rs, w
@@ -120,8 +120,8 @@ for di = ai, #ARGV do
   out[oi + 1] = idx
   out[oi + 2] = limit
   out[oi + 3] = remaining
-  out[oi + 4] = math.ceil(reset / 1000)
-  out[oi + 5] = math.ceil(retry / 1000)
+  out[oi + 4] = ceil(reset / 1000)
+  out[oi + 5] = ceil(retry / 1000)
   oi = oi + 6
 end
 return out

@@ -8,7 +8,7 @@
 -- than one window plus one bucket from the last write.
 
 local function sw_fmt(i)
-  return string.format('%d', i)
+  return fmt('%d', i)
 end
 
 -- Drops buckets that left the window; returns units still counted and the current
@@ -16,13 +16,13 @@ end
 -- is the lowest bucket that counts (both fixed for a whole script call). The current
 -- bucket is read in the same HMGET so that the commit needs no HINCRBY.
 local function sw_trim(key, field, low, span)
-  local h = redis.call('HMGET', key, 't', 'o', field)
+  local h = call('HMGET', key, 't', 'o', field)
   local total = tonumber(h[1]) or 0
   local oldest = tonumber(h[2])
   local used = tonumber(h[3])
   if oldest ~= nil and oldest < low then
     if low - oldest >= span then
-      redis.call('DEL', key)
+      call('DEL', key)
       total = 0
       used = nil
     else
@@ -30,13 +30,13 @@ local function sw_trim(key, field, low, span)
       for i = oldest, low - 1 do
         fields[#fields + 1] = sw_fmt(i)
       end
-      local counts = redis.call('HMGET', key, unpack(fields))
+      local counts = call('HMGET', key, unpack(fields))
       for i = 1, #counts do
         total = total - (tonumber(counts[i]) or 0)
       end
-      redis.call('HDEL', key, unpack(fields))
+      call('HDEL', key, unpack(fields))
       -- Persisted here too: a refusal commits nothing, and the dropped fields are gone.
-      redis.call('HSET', key, 't', sw_fmt(total), 'o', sw_fmt(low))
+      call('HSET', key, 't', sw_fmt(total), 'o', sw_fmt(low))
     end
   end
   return total, used
@@ -49,7 +49,7 @@ local function sw_waits(key, now, bucket, span, low, cur, need)
   for i = low, cur do
     fields[#fields + 1] = sw_fmt(i)
   end
-  local counts = redis.call('HMGET', key, unpack(fields))
+  local counts = call('HMGET', key, unpack(fields))
   local freed, retry, newest = 0, -1, nil
   for j = 1, #counts do
     local c = tonumber(counts[j]) or 0
@@ -77,8 +77,8 @@ end
 -- formatted with '%d': Lua's own conversion is a slower floating-point format (and
 -- rounds above 14 digits). `low_s` and `px` are prepared once per call.
 local function sw_commit(key, field, low_s, total, used, cost, px)
-  redis.call('HSET', key, field, sw_fmt((used or 0) + cost), 't', sw_fmt(total + cost), 'o', low_s)
+  call('HSET', key, field, sw_fmt((used or 0) + cost), 't', sw_fmt(total + cost), 'o', low_s)
   if used == nil then
-    redis.call('PEXPIRE', key, px)
+    call('PEXPIRE', key, px)
   end
 end

@@ -7,11 +7,11 @@
 
 -- Returns d as of now.
 local function tb_deficit(key, now, rate)
-  local v = redis.call('GET', key)
+  local v = call('GET', key)
   if not v then
     return 0
   end
-  local ts, d = string.match(v, '^(%d+) (%d+)$')
+  local ts, d = match(v, '^(%d+) (%d+)$')
   if not ts then
     return 0
   end
@@ -24,7 +24,7 @@ end
 
 -- `now_s` is the call's clock, formatted once per call.
 local function tb_commit(key, now_s, rate, d)
-  local ttl = math.ceil(d / rate)
-  redis.call('SET', key, now_s .. ' ' .. string.format('%d', d), 'PX', string.format('%d', math.ceil(ttl / 1000)))
+  local ttl = ceil(d / rate)
+  call('SET', key, now_s .. ' ' .. fmt('%d', d), 'PX', fmt('%d', ceil(ttl / 1000)))
   return ttl
 end
