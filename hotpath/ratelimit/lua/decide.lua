@@ -20,7 +20,9 @@ local now_s = sw_fmt(now)
 local out = {floor(now / 1000)}
 
 -- Per plan, what depends only on the plan and this call's clock: the current bucket of
--- each window (its field name, floor and expiry are the same for every decision).
+-- each window (its field name, floor and expiry are the same for every decision). Keyed by
+-- the plan number as the caller writes it ('%d'), so that a decision finds its plan without
+-- converting the number (tonumber parses with strtod).
 local PLANS = {}
 local ai = 2
 for p = 1, tonumber(ARGV[1]) do
@@ -40,7 +42,7 @@ for p = 1, tonumber(ARGV[1]) do
       PX[j] = sw_fmt(ceil(RS[j] / 1000))
     end
   end
-  PLANS[p] = {cost, nl, K, A, B, C, FLD, LOW, LOWS, RS, PX}
+  PLANS[fmt('%d', p)] = {cost, nl, K, A, B, C, FLD, LOW, LOWS, RS, PX}
 end
 
 -- Per-limit state of the decision at hand, indexed by limit, in arrays reused by every
@@ -51,7 +53,7 @@ local KEY, FIT, REM, TOT, USED, D = {}, {}, {}, {}, {}, {}
 local ki, oi = 1, 2
 
 for di = ai, #ARGV do
-  local plan = PLANS[tonumber(ARGV[di])]
+  local plan = PLANS[ARGV[di]]
   local cost, nl, K, A, B, C = plan[1], plan[2], plan[3], plan[4], plan[5], plan[6]
   local FLD, LOW = plan[7], plan[8]
   local ok = true
