@@ -637,7 +637,12 @@ class _Exchange:
         headers = self._headers
         parts = [method.encode("ascii"), b" ", self._target.encode("latin-1"), _HTTP11, self._pool.host_header]
         for k, v in headers:
-            parts += (k, _SEP, v, _CRLF)
+            # Four appends, not `parts += (k, _SEP, v, _CRLF)`: compiled, that builds a tuple
+            # and extends through the generic sequence protocol (about 20% slower in all).
+            parts.append(k)
+            parts.append(_SEP)
+            parts.append(v)
+            parts.append(_CRLF)
         body = self._body
         if body is None:
             if method in _EXPECTS_BODY:
