@@ -151,10 +151,11 @@ class RequestHeaderPolicy:
         correlation_id: str | None,
         extra: list[Header],
     ) -> list[Header]:
-        special = self._special.get
+        # self._special.get and out.append are called directly, not bound to locals: a
+        # compiled call on a dict or list is a C call, a bound method a generic vectorcall.
+        special = self._special
         connection_named: frozenset[bytes] = frozenset()
         out: list[Header] = []
-        keep = out.append
         xff: bytes | None = None
         xfp: bytes | None = None
         xfh: bytes | None = None
@@ -162,11 +163,11 @@ class RequestHeaderPolicy:
         claims: list[Header] | None = None
         for kv in headers:
             k = kv[0]
-            kind = special(k)
+            kind = special.get(k)
             if kind is None:
                 if 95 in k and k.replace(b"_", b"-") in self._underscored:  # 95: "_"
                     continue
-                keep(kv)  # the server's own tuple: nothing to allocate
+                out.append(kv)  # the server's own tuple: nothing to allocate
             elif kind == _DROP:
                 continue
             elif kind == _HOST:
@@ -226,7 +227,6 @@ def response_headers(
     """Client-bound headers from the upstream's (names lowercased): hop-by-hop removed,
     request ids added."""
     out: list[Header] = []
-    keep = out.append
     connection_named: list[bytes] | None = None
     for kv in upstream:
         if kv[0] in _RESPONSE_SPECIAL:
@@ -235,7 +235,7 @@ def response_headers(
                     connection_named = []
                 connection_named.extend(t.strip().lower() for t in kv[1].split(b","))
             continue
-        keep(kv)
+        out.append(kv)
     if connection_named:
         named = frozenset(connection_named)
         out = [h for h in out if h[0] not in named]
