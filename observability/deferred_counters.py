@@ -1,4 +1,5 @@
-"""Per-request counter increments kept in process and published with the request metrics.
+"""Per-request counter increments (and per-call histogram observations) kept in process and
+published with the request metrics.
 
 Why: a multiprocess prometheus-client increment takes a lock and writes a memory-mapped
 value (about 1 µs, more under load), and a full-chain request made three of them in its
@@ -13,6 +14,11 @@ once (it is zeroed as it is added), and what is not yet published when a worker 
 with SIGKILL is lost, at most one publish interval of it. The publisher runs with metrics
 disabled too: the admin API's cache statistics read these counters.
 
+Histograms observed per Redis call (the rate limiter's latency and batch size) go the same
+way through ``deferred_histogram``: a multiprocess ``observe`` runs about 10,000 interpreted
+instructions (two locked memory-mapped writes and a ``getpid`` each), once per batch of
+decisions.
+
 Wrap children once, when a plugin or service is built: the registry keeps every wrapper
 for the worker's life.
 """
@@ -20,6 +26,8 @@ for the worker's life.
 from __future__ import annotations
 
 from typing import Any, Final
+
+from observability.request_metrics import HistogramAccumulator
 
 
 class DeferredCounter:
@@ -34,15 +42,21 @@ class DeferredCounter:
 
 
 class DeferredCounters:
-    __slots__ = ("_counters",)
+    __slots__ = ("_counters", "_histograms")
 
     def __init__(self) -> None:
         self._counters: list[DeferredCounter] = []
+        self._histograms: list[HistogramAccumulator] = []
 
     def wrap(self, child: Any) -> DeferredCounter:
         counter = DeferredCounter(child)
         self._counters.append(counter)
         return counter
+
+    def wrap_histogram(self, child: Any) -> HistogramAccumulator:
+        histogram = HistogramAccumulator(child)
+        self._histograms.append(histogram)
+        return histogram
 
     def publish(self) -> None:
         for counter in self._counters:
@@ -50,6 +64,8 @@ class DeferredCounters:
             if pending:
                 counter.pending = 0
                 counter.child.inc(pending)
+        for histogram in self._histograms:
+            histogram.publish()
 
 
 # One registry per worker process: the app is imported after the fork.
@@ -59,3 +75,9 @@ REGISTRY: Final = DeferredCounters()
 def deferred(child: Any) -> DeferredCounter:
     """``child`` (a labelled prometheus-client counter) with increments published in batches."""
     return REGISTRY.wrap(child)
+
+
+def deferred_histogram(child: Any) -> HistogramAccumulator:
+    """``child`` (a labelled prometheus-client histogram) with observations published in
+    batches."""
+    return REGISTRY.wrap_histogram(child)

@@ -51,6 +51,7 @@ from hotpath.ratelimit.limits import Decision
 from hotpath.ratelimit.scripts import DECIDE, LuaScript
 from hotpath.state.cluster_links import ClusterLinks
 from hotpath.state.resp import LinkDown, ReplyError, RespLink, bulk
+from observability.deferred_counters import deferred_histogram
 from observability.metrics import REDIS_BATCH_SIZE, REDIS_ERRORS, REDIS_LATENCY
 
 log: Final = logging.getLogger("gatehouse.ratelimit")
@@ -199,8 +200,9 @@ class RedisBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._calls: set[_LinkCall] = set()  # batches out on the lean link without a task
         self._closed = False
-        self._latency = REDIS_LATENCY.labels(OPERATION)
-        self._batch_size = REDIS_BATCH_SIZE.labels(OPERATION)
+        # Observed once per call, published with the request metrics (deferred_counters).
+        self._latency = deferred_histogram(REDIS_LATENCY.labels(OPERATION))
+        self._batch_size = deferred_histogram(REDIS_BATCH_SIZE.labels(OPERATION))
         self._errors = REDIS_ERRORS.labels(OPERATION)
         # Observable counters (tests, admin): calls sent, decisions carried, script loads.
         self.calls = 0

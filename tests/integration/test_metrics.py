@@ -225,4 +225,9 @@ def test_plugin_outcome_counters_are_published_exactly_across_workers(
     text = scrape(gw.url)
     assert value(text, "gatehouse_rate_limit_decisions_total", **allowed) == 60
     assert value(text, "gatehouse_breaker_outcomes_total", service="backend", outcome="success") == 60
+    # The limiter's per-call histograms are deferred the same way: the batch sizes add up to
+    # exactly the decisions made, and every call has one latency.
+    calls = value(text, "gatehouse_redis_batch_size_count", operation="rate_limit")
+    assert value(text, "gatehouse_redis_batch_size_sum", operation="rate_limit") == 60
+    assert calls >= 1 and value(text, "gatehouse_redis_latency_seconds_count", operation="rate_limit") == calls
     assert set(gw.worker_pids()) <= _pids_with_counters(tmp_path), "requests never reached both workers"
