@@ -28,6 +28,7 @@ from observability.access_log import AccessLog
 from observability.config import ObservabilityConfig
 from observability.metrics import UNMATCHED_ROUTE
 from observability.request_metrics import RequestMetrics
+from observability.telemetry import Telemetry
 from observability.tracing import Tracing, TracingSettings
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class _Attempt:
         self.span = span
 
 
-class GatewayTelemetry:
+class GatewayTelemetry(Telemetry):
     __slots__ = ("_publisher", "access_log", "config", "metrics", "tracing")
 
     def __init__(
