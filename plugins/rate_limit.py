@@ -87,23 +87,23 @@ class RateLimitPlugin(Plugin[RouteRateLimit]):
         keys = policy.request_keys(ctx, plan)
         limiter = self.limiter
         batcher = limiter.batcher
+        counters = rp.counters
         if batcher is None:
             decision = limiter.decide_local(keys, plan.limits, self.cost)
-            outcome = "allowed" if decision.allowed else "limited"
+            outcome = counters.decided(decision.allowed)
         else:
             fut = batcher.submit(keys, rp.args)
             result = await fut if fut is not None else None
             if result is not None:
                 decision = result
-                outcome = "allowed" if decision.allowed else "limited"
+                outcome = counters.decided(decision.allowed)
             elif policy.fail_open:
                 decision = limiter.decide_fallback(keys, plan, self.cost)
-                outcome = "fail_open" if decision.allowed else "fallback_limited"
+                outcome = counters.fell_back(decision.allowed)
             else:
-                rp.counters.fail_closed.inc()
+                counters.fail_closed.inc()
                 ctx.rate_limit_outcome = "fail_closed"
                 raise UNAVAILABLE.exception(retry_after=1)
-        getattr(rp.counters, outcome).inc()
         ctx.rate_limit_outcome = outcome
         self._headers(ctx, plan, decision)
         if not decision.allowed:
