@@ -8,7 +8,6 @@ Content-Type is invented), and the hot path skips building objects it would disc
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from typing import Any, Final
@@ -28,7 +27,6 @@ log: Final = logging.getLogger("gatehouse")
 
 # Final: compiled code reads it from a static; a plain module global is a dict lookup per use.
 perf_counter: Final = time.perf_counter
-chain: Final = itertools.chain
 
 CLIENT_CLOSED: Final = 499  # nginx's convention, for logs and metrics only: nothing is sent
 
@@ -66,10 +64,13 @@ class Gateway:
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = perf_counter()
         headers: list[Header] = scope["headers"]
-        # C-level passes instead of a Python loop per header: the byte count, and a map
-        # (last value wins) for the few headers looked up by name.
-        size = sum(map(len, chain.from_iterable(headers)))
-        by_name = dict(headers)
+        # Compiled, this loop is about a tenth of sum(map(len, chain.from_iterable(headers)))
+        # (51 against 480 ns for four headers): the iterators and len calls of the C-level
+        # pass are generic calls here.
+        size = 0
+        for k, v in headers:
+            size += len(k) + len(v)
+        by_name = dict(headers)  # last value wins: the few headers looked up by name
         client = scope.get("client")
         peer = client[0] if client else "0.0.0.0"
         client_ip = peer
