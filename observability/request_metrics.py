@@ -3,7 +3,7 @@
 A multiprocess prometheus-client update costs a lock and a memory-mapped write (about
 1 µs per counter increment and 3.6 µs per histogram observation), and a request makes
 six of them. Here a request costs plain Python arithmetic instead: an integer increment
-per (route, method, status), a ``bisect`` into precomputed bucket bounds and two adds per
+per (route, method, status), a scan of precomputed bucket bounds and two adds per
 histogram, and an integer for in-flight requests. ``RequestMetrics.publish`` moves the
 accumulated deltas into the labelled children (resolved once and kept) on a timer, before
 the worker answers a scrape, and at shutdown.
@@ -19,7 +19,6 @@ known methods (others count as ``OTHER``) and the status code.
 
 from __future__ import annotations
 
-import bisect
 from typing import Any, Final
 
 from observability import metrics
@@ -27,8 +26,6 @@ from observability import metrics
 # Methods outside this set are counted as OTHER so a client cannot mint label values.
 KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 OTHER_METHOD: Final = "OTHER"
-# Final: compiled code reads it from a static; a plain module global is a dict lookup per use.
-bisect_left: Final = bisect.bisect_left
 
 
 class HistogramLayoutError(Exception):
@@ -83,15 +80,22 @@ class HistogramAccumulator:
         ):
             raise HistogramLayoutError("prometheus-client histogram children changed layout; cannot publish")
         self._child = child
-        # Finite bounds only: bisect_left returns len(bounds) (the +Inf bucket) past the last.
-        # bisect_left puts a value equal to a bound into that bound's bucket (Prometheus' "le").
+        # Finite bounds only: a value past the last falls into len(bounds), the +Inf bucket.
         self._bounds = tuple(bounds[:-1])
         self.counts = [0] * len(bounds)
         self.total = 0.0
         self.pending = 0
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(self._bounds, seconds)] += 1
+        # A scan, not bisect_left: compiled, it is a loop of float compares that stops at
+        # the first buckets where most requests land (61 against 112 ns), where bisect is a
+        # generic call. A value equal to a bound counts in that bound's bucket ("le").
+        i = 0
+        for bound in self._bounds:
+            if seconds <= bound:
+                break
+            i += 1
+        self.counts[i] += 1
         self.total += seconds
         self.pending += 1
 
