@@ -28,7 +28,7 @@ from observability.access_log import AccessLog
 from observability.config import ObservabilityConfig
 from observability.metrics import UNMATCHED_ROUTE
 from observability.request_metrics import RequestMetrics
-from observability.telemetry import Telemetry
+from observability.telemetry import NO_HEADERS, Telemetry
 from observability.tracing import Tracing, TracingSettings
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ perf_counter: Final = time.perf_counter
 _UNMATCHED_ROUTE: Final = UNMATCHED_ROUTE
 
 STARTED: Final = object()  # ctx.span when the request started without a recorded span
-_NO_HEADERS: Final[list[Header]] = []
 
 
 class _Attempt:
@@ -136,7 +135,7 @@ class GatewayTelemetry(Telemetry):
 
     def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[Header]]:
         if self.tracing is None:
-            return perf_counter(), _NO_HEADERS
+            return perf_counter(), NO_HEADERS
         span, headers = self.tracing.start_attempt(ctx, attempt)
         if span is None:  # unsampled: only the start time, as with tracing off
             return perf_counter(), headers

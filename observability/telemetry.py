@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from hotpath.context import Header, RequestContext
 
 
-_NO_HEADERS: Final[list[Header]] = []
+# The trace headers of an attempt that injects none; shared, never mutated.
+NO_HEADERS: Final[list[Header]] = []
 
 
 class Telemetry:
@@ -34,7 +35,7 @@ class Telemetry:
 
     def upstream_started(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[Header]]:
         """Starts one upstream attempt; returns a token and headers to inject (traceparent)."""
-        return None, _NO_HEADERS
+        return None, NO_HEADERS
 
     def upstream_finished(
         self, ctx: RequestContext, token: Any, status: int | None, error: str | None

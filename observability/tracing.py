@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from observability.config import TracingConfig
+from observability.telemetry import NO_HEADERS
 
 if TYPE_CHECKING:
     from hotpath.context import Header, RequestContext
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 TRACEPARENT = b"traceparent"
 TRACESTATE = b"tracestate"
 _HEX = frozenset("0123456789abcdef")
-_NO_HEADERS: list[Header] = []
 _LOW64 = (1 << 64) - 1
 _FIX_ZERO = (1 << 64) | 1
 
@@ -145,7 +145,7 @@ class _Unsampled:
         self.headers = headers
 
 
-_PASS_THROUGH = _Unsampled(_NO_HEADERS)
+_PASS_THROUGH = _Unsampled(NO_HEADERS)
 
 
 class Tracing:
@@ -295,7 +295,7 @@ class Tracing:
     def start_attempt(self, ctx: RequestContext, attempt: int) -> tuple[Any, list[Header]]:
         parent = ctx.span
         if parent is None:
-            return None, _NO_HEADERS
+            return None, NO_HEADERS
         if isinstance(parent, _Unsampled):
             return None, parent.headers
         url = ctx.upstream_url or ""
