@@ -43,6 +43,7 @@ MODULES: tuple[str, ...] = (
     "hotpath.resilience.permits",
     "hotpath.resilience.policy",
     "hotpath.resilience.retry",
+    "hotpath.resilience.shared",
     "plugins.auth.keys",
     "plugins.auth.plugin",
     "plugins.auth.verifier",

@@ -12,7 +12,7 @@ After a failed attempt it asks ``retry.delay(attempt, cause, retry_after, remain
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final
 
 # Retry causes that are not HTTP statuses.
 CAUSE_CONNECT: Final = 0
@@ -28,44 +28,53 @@ class Outcome(StrEnum):
     IGNORED = "ignored"  # cancelled by the client: says nothing about the upstream
 
 
-class Permit(Protocol):
-    # True when ready() must be awaited before the call (a lease to win); False for the
-    # common permit, so the hot path skips a coroutine per request.
-    pending: bool
+# Base classes, not Protocols: compiled, a call through a Protocol is a method looked up
+# by name on every request, and through a native base class a direct call. Every
+# implementation lives in a compiled module and derives from these.
+class Permit:
+    __slots__ = ("pending",)
 
-    async def ready(self) -> None: ...
-
-
-class Breaker(Protocol):
-    def admit(self) -> Permit: ...
-
-    def record(self, permit: Permit, outcome: Outcome, duration: float) -> None: ...
-
-    def state_name(self) -> str: ...
-
-
-class RetryPolicy(Protocol):
-    def retryable_methods(self) -> frozenset[str]: ...
-
-    def delay(self, attempt: int, cause: int, retry_after: float | None, remaining: float) -> float | None:
-        """Seconds to wait before attempt ``attempt + 1``, or None to stop retrying."""
-
-    def on_request(self) -> None:
-        """Counts a first attempt toward the retry budget."""
-
-
-class _OpenPermit:
-    __slots__ = ()
-    pending = False
+    def __init__(self, pending: bool = False) -> None:
+        # True when ready() must be awaited before the call (a lease to win); False for
+        # the common permit, so the hot path skips a coroutine per request.
+        self.pending = pending
 
     async def ready(self) -> None:
         return None
 
 
-ALWAYS: Final = _OpenPermit()
+class Breaker:
+    __slots__ = ()
+
+    def admit(self) -> Permit:
+        raise NotImplementedError
+
+    def record(self, permit: Permit, outcome: Outcome, duration: float) -> None:
+        raise NotImplementedError
+
+    def state_name(self) -> str:
+        raise NotImplementedError
 
 
-class NoBreaker:
+class RetryPolicy:
+    __slots__ = ()
+
+    def retryable_methods(self) -> frozenset[str]:
+        raise NotImplementedError
+
+    def delay(self, attempt: int, cause: int, retry_after: float | None, remaining: float) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to stop retrying."""
+        raise NotImplementedError
+
+    def on_request(self) -> None:
+        """Counts a first attempt toward the retry budget."""
+        raise NotImplementedError
+
+
+ALWAYS: Final = Permit()
+
+
+class NoBreaker(Breaker):
     """The breaker of a service with none configured: admits everything, records nothing."""
 
     def admit(self) -> Permit:
@@ -78,7 +87,7 @@ class NoBreaker:
         return "disabled"
 
 
-class NoRetry:
+class NoRetry(RetryPolicy):
     _NONE: frozenset[str] = frozenset()
 
     def retryable_methods(self) -> frozenset[str]:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hotpath.resilience.contracts import Outcome, Permit
+from hotpath.resilience.contracts import Breaker, Outcome, Permit
 from hotpath.resilience.events import emit_transition
 from hotpath.resilience.machine import CLOSED, HALF_OPEN, OPEN, STATE_NAMES, BreakerMachine
 from hotpath.resilience.metrics import BreakerMetrics
@@ -26,7 +26,7 @@ from observability.audit_event import AuditSink, NullAuditSink
 Clock = Callable[[], float]
 
 
-class LocalBreaker:
+class LocalBreaker(Breaker):
     __slots__ = (
         "_audit",
         "_clock",

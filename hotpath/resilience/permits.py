@@ -11,35 +11,29 @@ import math
 from typing import Final
 
 from hotpath.errors import ErrorCode, GatewayError
-from hotpath.resilience.contracts import Outcome
+from hotpath.resilience.contracts import Outcome, Permit
 from hotpath.resilience.machine import PROBE_CANCELLED, PROBE_FAILURE, PROBE_SUCCESS
 
 
-class EpochPermit:
+class EpochPermit(Permit):
     """The permit of every call admitted while closed in one epoch."""
 
     __slots__ = ("epoch",)
-    pending = False
 
     def __init__(self, epoch: int) -> None:
+        super().__init__()
         self.epoch = epoch
 
-    async def ready(self) -> None:
-        return None
 
-
-class ProbePermit:
+class ProbePermit(Permit):
     """A half-open probe of an in-process breaker: the lease is already held."""
 
     __slots__ = ("owner", "token")
-    pending = False
 
     def __init__(self, owner: object, token: int) -> None:
+        super().__init__()
         self.owner = owner
         self.token = token
-
-    async def ready(self) -> None:
-        return None
 
 
 FAILED_OUTCOMES: Final = frozenset({Outcome.FAILURE, Outcome.TIMEOUT, Outcome.CONNECT_ERROR, Outcome.SLOW})

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hotpath.resilience.config import RetryBudgetConfig, RetryConfig
-from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT
+from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT, RetryPolicy
 from observability import metrics as m
 
 Clock = Callable[[], float]
@@ -87,7 +87,7 @@ def parse_retry_after(value: str, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-class ServiceRetry:
+class ServiceRetry(RetryPolicy):
     __slots__ = ("_attempts", "_causes", "_exhausted", "_initial", "_jitter", "_max", "_max_retry_after",
                  "_methods", "_multiplier", "_random", "budget")
 

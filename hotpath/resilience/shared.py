@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from hotpath.resilience.contracts import Outcome, Permit
+from hotpath.resilience.contracts import Breaker, Outcome, Permit
 from hotpath.resilience.local import LocalBreaker
 from hotpath.resilience.machine import CLOSED, HALF_OPEN, OPEN, PROBE_CANCELLED, STATE_NAMES
 from hotpath.resilience.metrics import BreakerMetrics
@@ -44,13 +44,13 @@ _S, _F = ord("S"), ord("F")
 PROBE_RECHECK = 0.5
 
 
-class SharedProbe:
+class SharedProbe(Permit):
     """A half-open call: admitted locally, then a lease must be won in Redis."""
 
     __slots__ = ("epoch", "granted", "inner", "owner", "token")
-    pending = True
 
     def __init__(self, owner: SharedBreaker, token: str) -> None:
+        super().__init__(pending=True)
         self.owner = owner
         self.token = token
         self.epoch = -1
@@ -61,7 +61,7 @@ class SharedProbe:
         await self.owner._acquire(self)
 
 
-class SharedBreaker:
+class SharedBreaker(Breaker):
     __slots__ = (
         "_acquiring",
         "_clock",
