@@ -24,6 +24,7 @@ MODULES: tuple[str, ...] = (
     "hotpath.context",
     "hotpath.errors",
     "hotpath.gateway",
+    "hotpath.granian_glue",
     "hotpath.headers",
     "hotpath.paths",
     "hotpath.proxy",
