@@ -81,7 +81,9 @@ class HistogramAccumulator:
             raise HistogramLayoutError("prometheus-client histogram children changed layout; cannot publish")
         self._child = child
         # Finite bounds only: a value past the last falls into len(bounds), the +Inf bucket.
-        self._bounds = tuple(bounds[:-1])
+        # Typed as floats: compiled, a compare with an untyped (Any) bound is a generic
+        # rich comparison, with a float a C compare.
+        self._bounds: tuple[float, ...] = tuple(float(b) for b in bounds[:-1])
         self.counts = [0] * len(bounds)
         self.total = 0.0
         self.pending = 0
