@@ -465,17 +465,20 @@ class RedisBatcher:
 
     @staticmethod
     def _resolve(batch: list[_Pending], reply: Any) -> None:
-        # The script's numbers arrive as RESP integers, so Python ints: passed to Decision's
-        # int parameters, compiled code checks and unboxes them (a reply of another shape
-        # raises TypeError and fails the batch), where int() on each was a generic call.
-        now_ms: int = reply[0]
+        # The script's numbers arrive as RESP integers, so Python ints: compiled code checks
+        # and unboxes them (a reply of another shape raises TypeError and fails the batch),
+        # where int() on each was a generic call.
+        # As list[int]: compiled, indexing an Any reply was a generic item lookup (six per
+        # decision) and comparing one a generic rich comparison.
+        values: list[int] = reply if isinstance(reply, list) else list(reply)
+        now_ms = values[0]
         i = 1
         for p in batch:
             fut = p.future
             if not fut.done():
-                index: int = reply[i + 1]
                 fut.set_result(
-                    Decision(reply[i] == 1, index - 1, reply[i + 2], reply[i + 3], reply[i + 4], reply[i + 5], now_ms)
+                    Decision(values[i] == 1, values[i + 1] - 1, values[i + 2], values[i + 3], values[i + 4],
+                             values[i + 5], now_ms)
                 )
             i += REPLY_WIDTH
 
