@@ -22,7 +22,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from hotpath.resilience.contracts import Breaker, Outcome, Permit
 from hotpath.resilience.local import LocalBreaker
@@ -35,13 +35,14 @@ from observability.audit_event import AuditSink
 if TYPE_CHECKING:
     from hotpath.resilience.hub import BreakerHub
 
-log = logging.getLogger("gatehouse.breaker")
+log: Final = logging.getLogger("gatehouse.breaker")
 
 Clock = Callable[[], float]
 
-_S, _F = ord("S"), ord("F")
+_S: Final = ord("S")
+_F: Final = ord("F")
 # After a refused probe request, ask Redis again no sooner than this (or the next lease expiry).
-PROBE_RECHECK = 0.5
+PROBE_RECHECK: Final = 0.5
 
 
 class SharedProbe(Permit):
