@@ -60,6 +60,21 @@ def test_targets_pass_and_fail_on_the_issue_thresholds() -> None:
     assert v["cache hit >= 0.7x nginx proxy"] == "PASS"
 
 
+def test_a_ratio_just_under_a_threshold_fails_although_it_prints_rounded_up() -> None:
+    # 23,893 / 68,340 = 0.34962: shown as 0.35, and below 0.35.
+    results = [
+        _result("nginx-proxy", 68_340),
+        _result("bare", 34_166, against="nginx-proxy"),  # 0.49994
+        _result("full", 23_893, against="bare"),
+        _result("cache-hit", 47_835, against="nginx-proxy"),  # 0.69996
+    ]
+    targets = {t["target"]: t for t in report.targets(results)}
+    for name, shown in (("bare proxy >= 0.5x nginx proxy", 0.5), ("full chain >= 0.35x nginx proxy", 0.35),
+                        ("cache hit >= 0.7x nginx proxy", 0.7)):
+        assert targets[name]["measured"] == shown
+        assert targets[name]["verdict"] == "FAIL", name
+
+
 def test_latency_at_a_rate_not_sustained_fails() -> None:
     results = [_result("nginx-proxy", 20000), _result("full", 4000, rates=[_at(1.0, 2.0, 3.0, achieved=4000)])]
     v = _verdicts(results)
