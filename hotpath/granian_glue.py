@@ -72,17 +72,6 @@ class Scheduler:
         watcher.taskref(self._loop.create_task(self._cb(watcher)))
 
 
-class _Runner:
-    """What the patched ``_asgi_call_wrap`` hands to the patched watcher wrapper."""
-
-    __slots__ = ("app", "root_path", "state")
-
-    def __init__(self, app: App, root_path: str, state: dict[str, Any]) -> None:
-        self.app = app
-        self.root_path = root_path
-        self.state = state
-
-
 def install() -> str | None:
     """Put ``AsgiEntry`` and ``Scheduler`` in place of Granian's glue; None when installed,
     else why not."""
@@ -104,12 +93,11 @@ def install() -> str | None:
                   access_log_fmt: str | None = None) -> Any:
         if access_log_fmt:
             return stock_call_wrap(callback, scope_opts, state, access_log_fmt)
-        return _Runner(callback, scope_opts.get("url_path_prefix") or "", state)
+        # Already the whole entry: the watcher wrapper below passes it through.
+        return AsgiEntry(callback, scope_opts.get("url_path_prefix") or "", state)
 
     def watcher_wrap(inner: Any) -> Any:
-        if isinstance(inner, _Runner):
-            return AsgiEntry(inner.app, inner.root_path, inner.state)
-        return stock_watcher_wrap(inner)
+        return inner if isinstance(inner, AsgiEntry) else stock_watcher_wrap(inner)
 
     setattr(mp, "_asgi_call_wrap", call_wrap)  # noqa: B010 - private names mypy cannot see
     setattr(mp, "_future_watcher_wrapper", watcher_wrap)  # noqa: B010
