@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-# Granian releases whose ASGI glue AsgiEntry reproduces (granian/asgi.py, _callback_wrapper
-# without an access log; granian/_futures.py, _future_watcher_wrapper).
+# Granian releases whose glue AsgiEntry and Scheduler reproduce (granian/asgi.py,
+# _callback_wrapper without an access log; granian/_futures.py, _future_watcher_wrapper
+# and _cbsched_aioschedule).
 SUPPORTED: Final = ("2.8.",)
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
