@@ -87,8 +87,8 @@ def install() -> str | None:
     stock_watcher_wrap = getattr(mp, "_future_watcher_wrapper", None)
     if stock_call_wrap is None or stock_watcher_wrap is None or not hasattr(futures, "_cbsched_aioschedule"):
         return f"Granian {version} lacks the glue functions this replaces"
-    if _INSTALLED:
-        return None
+    if getattr(futures, "_cbsched_aioschedule") is Scheduler:  # noqa: B009 - a private name
+        return None  # installed already
 
     def call_wrap(callback: App, scope_opts: dict[str, Any], state: dict[str, Any],
                   access_log_fmt: str | None = None) -> Any:
@@ -103,10 +103,4 @@ def install() -> str | None:
     setattr(mp, "_asgi_call_wrap", call_wrap)  # noqa: B010 - private names mypy cannot see
     setattr(mp, "_future_watcher_wrapper", watcher_wrap)  # noqa: B010
     setattr(futures, "_cbsched_aioschedule", Scheduler)  # noqa: B010
-    _INSTALLED.append(version)
     return None
-
-
-# The release installed into, once installed (a list: a compiled module's globals are
-# Final or looked up by name).
-_INSTALLED: Final[list[str]] = []
