@@ -465,11 +465,9 @@ class RedisBatcher:
 
     @staticmethod
     def _resolve(batch: list[_Pending], reply: Any) -> None:
-        # The script's numbers arrive as RESP integers, so Python ints: compiled code checks
-        # and unboxes them (a reply of another shape raises TypeError and fails the batch),
-        # where int() on each was a generic call.
-        # As list[int]: compiled, indexing an Any reply was a generic item lookup (six per
-        # decision) and comparing one a generic rich comparison.
+        # The script's numbers arrive as RESP integers. Read as list[int], compiled code
+        # indexes, checks and unboxes them directly (a reply of another shape raises
+        # TypeError and fails the batch); on an Any reply each was a generic call.
         values: list[int] = reply if isinstance(reply, list) else list(reply)
         now_ms = values[0]
         i = 1
