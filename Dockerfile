@@ -33,6 +33,7 @@ COPY pyproject.toml README.md ./
 COPY hotpath ./hotpath
 COPY plugins ./plugins
 COPY observability ./observability
+COPY controlplane ./controlplane
 # --no-deps: every dependency is already installed from the lock; `pip check` then proves
 # the lock satisfies what pyproject.toml declares, so a stale lock fails the build.
 RUN pip install "setuptools==${SETUPTOOLS_VERSION}" \

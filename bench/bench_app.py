@@ -1,4 +1,4 @@
-"""A full request through the ASGI app (``hotpath.app.build_app``) against a loopback upstream.
+"""A full request through the ASGI app (``controlplane.worker.build_app``) against a loopback upstream.
 
 This is one worker's whole per-request path minus Granian's HTTP parsing: normalization,
 routing, the plugin chain, header preparation, the pooled HTTP/1.1 call to an in-process
@@ -23,7 +23,7 @@ from bench.support.fixed_upstream import BODY, FixedUpstream
 from bench.support.fixture_types import Benchmark
 from bench.support.gateway import scenario_context, serving
 from bench.support.lifespan import Lifespan
-from hotpath.app import GatewayApplication, build_app
+from controlplane.worker import GatewayApplication, build_app
 from tests.support.processes import RedisServer
 
 Loop = asyncio.AbstractEventLoop

@@ -18,11 +18,11 @@ from bench.support.fixed_upstream import FixedUpstream
 from bench.support.fixture_types import Benchmark
 from bench.support.gateway import build, scenario_context
 from bench.support.lifespan import Lifespan
-from hotpath.config.schema import ServiceConfig
 from hotpath.resilience.config import BreakerConfig
 from hotpath.resilience.contracts import Breaker, Outcome
 from hotpath.resilience.local import LocalBreaker
 from hotpath.resilience.policy import BreakerPolicy
+from hotpath.upstream.config import ServiceConfig
 from tests.support.processes import RedisServer
 
 Loop = asyncio.AbstractEventLoop

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bench.support.fixture_types import Benchmark
-from hotpath.config.schema import ServerConfig
+from controlplane.config.schema import ServerConfig
 from hotpath.context import Header
 from hotpath.headers import RequestHeaderPolicy, TrustedProxies, response_headers
 
@@ -53,8 +53,8 @@ def bench_request_headers(benchmark: Benchmark, trusted: tuple[str, ...]) -> Non
             CLIENT_HEADERS,
             peer="127.0.0.1",
             scheme="http",
-            request_id="5f2b8c1d-2f0e-4c1a-9a53-0c7b1f0e9d11",
-            correlation_id="checkout-7781",
+            request_id=(b"x-request-id", b"5f2b8c1d-2f0e-4c1a-9a53-0c7b1f0e9d11"),
+            correlation_id=(b"x-correlation-id", b"checkout-7781"),
             extra=extra,
         )
 

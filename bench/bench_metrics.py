@@ -24,8 +24,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
 from bench.support.fixture_types import Benchmark
+from hotpath.deferred import DeferredCounters
 from observability import metrics
-from observability.deferred_counters import DeferredCounters
 
 pytestmark = pytest.mark.benchmark(group="metrics")
 

@@ -1,7 +1,7 @@
-"""Rate-limit decisions (hotpath/ratelimit): the in-process backend, and the Redis batcher
+"""Rate-limit decisions (plugins/rate_limit): the in-process backend, and the Redis batcher
 against a real redis-server, alone and with 64 concurrent decisions coalesced into one
 script call (what a loaded worker sends per event-loop tick). The Redis cases run over the
-gateway's lean link and over coredis, the transport it replaced.
+gateway's lean link, and through coredis (the path a Cluster call takes after a redirect).
 
 Each decision covers a tier of two limits (a token bucket with burst and a per-minute
 sliding window), as the shipped tiers do. Limits are far above what the rounds consume,
@@ -20,12 +20,14 @@ import pytest
 from bench.harness.load import RedisInfo
 from bench.support.fixture_types import Benchmark
 from bench.support.lifespan import Lifespan
-from hotpath.config.schema import RedisConfig
-from hotpath.ratelimit.config import PolicyConfig, RateLimitSettings, TierConfig
-from hotpath.ratelimit.limiter import Limiter
-from hotpath.ratelimit.limits import Decision
-from hotpath.ratelimit.policy import caller_id
-from hotpath.state.shared import SharedState
+from hotpath.redis.config import RedisConfig
+from hotpath.redis.link import Links, RespLink
+from hotpath.redis.state import SharedState
+from plugins.rate_limit.backends.memory import MemoryStore
+from plugins.rate_limit.backends.redis import DecisionBatcher
+from plugins.rate_limit.config import PolicyConfig, RateLimitSettings, TierConfig
+from plugins.rate_limit.limits import Decision
+from plugins.rate_limit.policy import CompiledPolicy, caller_id, compile_policies
 from tests.support.processes import RedisServer
 
 Loop = asyncio.AbstractEventLoop
@@ -37,40 +39,48 @@ SETTINGS = RateLimitSettings(policies={"bench": PolicyConfig(key="user", tiers={
                                                                                  "anonymous": TIER})})
 
 
-def _keys(limiter: Limiter, user: int) -> tuple[list[str], tuple[int, ...]]:
-    policy = limiter.policies["bench"]
-    plan = policy.tiers["pro"]
-    return policy.keys(caller_id("user", f"user-{user}"), plan), (1, *plan.params)
+POLICY: CompiledPolicy = compile_policies(SETTINGS, "gh:v1:rl-bench", 1)["bench"]
+
+
+def _keys(user: int) -> tuple[list[str], tuple[int, ...]]:
+    plan = POLICY.tiers["pro"]
+    return POLICY.keys(caller_id("user", f"user-{user}"), plan), (1, *plan.params)
+
+
+class NoMap(Links):
+    """No node known for any slot: every call is carried by coredis."""
+
+    def for_slot(self, slot: int) -> RespLink | None:
+        return None
 
 
 @pytest.fixture(scope="module", params=["link", "coredis"])
-def redis_limiter(request: pytest.FixtureRequest, loop: Loop, redis_server: RedisServer) -> Iterator[Limiter]:
-    """The batcher over the gateway's lean link, and over coredis for comparison."""
+def batcher(request: pytest.FixtureRequest, loop: Loop, redis_server: RedisServer) -> Iterator[DecisionBatcher]:
+    """The batcher over the gateway's lean link, and through coredis for comparison."""
     state = SharedState("redis", RedisConfig(url=redis_server.url, command_timeout=1.0))
     owner = Lifespan(loop, state, stop="close")
     owner.start()
-    link = state.link if request.param == "link" else None
-    assert request.param != "link" or link is not None
-    limiter = Limiter(SETTINGS, kind="redis", key_base=state.keys.feature("rl-bench"), workers=1,
-                      redis=state.redis, link=link, timeout=1.0)
-    loop.run_until_complete(limiter.start())
-    yield limiter
-    loop.run_until_complete(limiter.close())
+    assert state.links is not None
+    link = RespLink.from_url(redis_server.url, connect_timeout=1.0)
+    links = Links(link) if request.param == "link" else NoMap(link)
+    b = DecisionBatcher(links, client=state.redis, timeout=1.0)
+    loop.run_until_complete(b.start())
+    yield b
+    loop.run_until_complete(b.close())
+    links.close()
     owner.stop()
 
 
 def bench_memory_decision(benchmark: Benchmark) -> None:
-    limiter = Limiter(SETTINGS, kind="memory", key_base="gh:v1:rl-bench", workers=1)
-    keys, _ = _keys(limiter, 1)
-    plan = limiter.policies["bench"].tiers["pro"]
-    decision = benchmark(limiter.decide_local, keys, plan.limits, 1)
+    store = MemoryStore()
+    keys, _ = _keys(1)
+    plan = POLICY.tiers["pro"]
+    decision = benchmark(store.decide, keys, plan.limits, 1)
     assert decision.allowed
 
 
-def bench_redis_single_decision(benchmark: Benchmark, loop: Loop, redis_limiter: Limiter) -> None:
-    batcher = redis_limiter.batcher
-    assert batcher is not None
-    keys, args = _keys(redis_limiter, 1)
+def bench_redis_single_decision(benchmark: Benchmark, loop: Loop, batcher: DecisionBatcher) -> None:
+    keys, args = _keys(1)
 
     async def one() -> Decision | None:
         fut = batcher.submit(keys, args)
@@ -82,12 +92,10 @@ def bench_redis_single_decision(benchmark: Benchmark, loop: Loop, redis_limiter:
 
 
 def bench_redis_coalesced_64(
-    benchmark: Benchmark, loop: Loop, redis_limiter: Limiter, redis_server: RedisServer
+    benchmark: Benchmark, loop: Loop, batcher: DecisionBatcher, redis_server: RedisServer
 ) -> None:
     """One round = 64 decisions for 64 users submitted in the same tick."""
-    batcher = redis_limiter.batcher
-    assert batcher is not None
-    work = [_keys(redis_limiter, u) for u in range(BATCH)]
+    work = [_keys(u) for u in range(BATCH)]
 
     async def batch() -> list[Decision | None]:
         futures = [batcher.submit(keys, args) for keys, args in work]

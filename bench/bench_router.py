@@ -6,9 +6,8 @@ import pytest
 
 from bench.support import routes
 from bench.support.fixture_types import Benchmark
-from hotpath.build import build_gateway
+from controlplane.build import build_gateway, new_runtime
 from hotpath.router import RouteTable
-from hotpath.runtime import WorkerRuntime
 
 pytestmark = pytest.mark.benchmark(group="router")
 
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.benchmark(group="router")
 @pytest.fixture(scope="module")
 def table() -> RouteTable:
     loaded = routes.load(routes.route_table_config("http://127.0.0.1:9"))
-    gateway, _ = build_gateway(loaded, WorkerRuntime(loaded))
+    gateway, _ = build_gateway(loaded, new_runtime(loaded))
     assert len(gateway.table.routes) > 90
     return gateway.table
 

@@ -1,7 +1,7 @@
 """The telemetry a request pays for (observability/gateway_telemetry.py), through the
 gateway's real ``Telemetry``: request started, one upstream attempt, request finished.
 
-Built by ``hotpath.app.build_app`` from the harness's feature sets, started with its
+Built by ``controlplane.worker.build_app`` from the harness's feature sets, started with its
 lifespan, so the access log's writer and the metrics publisher run as in a worker.
 """
 
@@ -34,7 +34,8 @@ VARIANTS = {
     # trace id and an upstream traceparent, never an SDK span).
     "metrics+access-log+tracing-0": Features(metrics=True, access_log=True, tracing=0.0),
 }
-SCOPE: dict[str, Any] = {"type": "http", "client": ("127.0.0.1", 50000), "scheme": "http"}
+SCOPE: dict[str, Any] = {"type": "http", "client": ("127.0.0.1", 50000), "scheme": "http", "method": "GET",
+                         "query_string": b""}
 
 
 def _requests_counted() -> float:
@@ -60,8 +61,10 @@ def bench_request_telemetry(benchmark: Benchmark, telemetry_and_route: tuple[str
     variant, telemetry, route = telemetry_and_route
 
     def one_request() -> None:
-        ctx = RequestContext(SCOPE, None, "GET", "/api/orders/1", b"", [], "127.0.0.1", "rid-1", None, perf_counter())
-        ctx.route = route
+        ctx = RequestContext(SCOPE, None, [], peer="127.0.0.1", client_ip="127.0.0.1", request_id="rid-1",
+                             correlation_id=None, started=perf_counter())
+        ctx.path = "/api/orders/1"
+        ctx.route = route.info
         telemetry.request_started(ctx)
         token, _ = telemetry.upstream_started(ctx, 0)
         ctx.upstream_ms = 0.4

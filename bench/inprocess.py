@@ -4,7 +4,7 @@
     python -m bench.inprocess limiter --requests 4000 --callers 64
 
 The app is the harness's scenario configuration (bench/harness/scenarios.py) built with
-``hotpath.app.build_app``, driven through ASGI on uvloop against the in-process upstream
+``controlplane.worker.build_app``, driven through ASGI on uvloop against the in-process upstream
 (bench/support/fixed_upstream.py), with a private redis-server where the features need
 one. No Granian, no load generator: what is left is the gateway's own work, the upstream's
 and the loopback sockets between them, which makes two builds comparable on a noisy host.

@@ -1,13 +1,21 @@
-"""Per-request state. Everything here belongs to one request; configuration lives elsewhere."""
+"""Per-request state. Everything here belongs to one request; configuration lives elsewhere.
+
+A plugin keeps state of its own for a request under a ``StateKey`` it made when it was
+built (``ctx.get(key)`` / ``ctx.put(key, value)``), and reports what it did in one word
+with ``ctx.report(name, outcome)``: the access log and the trace carry those outcomes.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final, Generic, TypeVar, cast
 
-if TYPE_CHECKING:
-    from hotpath.router import Route
+from hotpath.audit import Refusal
 
 Header = tuple[bytes, bytes]
+T = TypeVar("T")
+
+REQUEST_ID: Final = b"x-request-id"
+CORRELATION_ID: Final = b"x-correlation-id"
 
 
 class Identity:
@@ -30,27 +38,64 @@ class Identity:
         self.claims = claims or {}
 
 
+class RouteInfo:
+    """What plugins and telemetry may know about a route: its names, path and methods."""
+
+    __slots__ = ("methods", "name", "path", "service")
+
+    def __init__(self, name: str, path: str, service: str, methods: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.path = path
+        self.service = service
+        self.methods = methods  # empty: every method
+
+
+class BodyTap:
+    """Sees every chunk of a body as it streams (a request's or a response's)."""
+
+    __slots__ = ()
+
+    def feed(self, chunk: bytes) -> None:
+        return None
+
+    def finish(self, complete: bool) -> None:
+        """Called once; ``complete`` is False when the body was cut short."""
+        return None
+
+
+class StateKey(Generic[T]):
+    """A typed slot of per-request state, made once by the plugin that owns it."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 class RequestContext:
     """One request's state, passed through the plugin chain and the proxy."""
 
     __slots__ = (
-        "breaker_outcome",
+        "_state",
+        "body_length",
+        "body_taps",
         "bytes_in",
         "bytes_out",
-        "cache_status",
         "client_gone",
         "client_ip",
+        "correlation_header",
         "correlation_id",
-        "has_body",
         "headers",
         "identity",
         "method",
-        "notes",
+        "outcomes",
         "path",
+        "peer",
         "query",
-        "rate_limit_outcome",
         "receive",
+        "refusal",
         "request_id",
+        "request_id_header",
         "response_headers",
         "route",
         "scope",
@@ -67,10 +112,9 @@ class RequestContext:
         self,
         scope: dict[str, Any],
         receive: Any,
-        method: str,
-        path: str,
-        query: bytes,
         headers: list[Header],
+        *,
+        peer: str,
         client_ip: str,
         request_id: str,
         correlation_id: str | None,
@@ -78,38 +122,46 @@ class RequestContext:
     ) -> None:
         self.scope = scope
         self.receive = receive
-        self.method = method
-        self.path = path
-        self.query = query
-        # Client request headers as ASGI gives them (lower-case names), already cleaned of
-        # hop-by-hop and gateway-owned headers once routing has happened.
+        self.method: str = scope["method"]
+        self.path = ""  # the normalized path, once the gateway has checked it
+        self.query: bytes = scope["query_string"]
+        # Client request headers as ASGI gives them (lower-case names).
         self.headers = headers
+        # The address of the connection, and the client's as trusted proxies report it.
+        self.peer = peer
         self.client_ip = client_ip
-        # Whether the request declared a body (Content-Length or Transfer-Encoding).
-        self.has_body = True
         self.request_id = request_id
         self.correlation_id = correlation_id
+        # The id headers as sent both ways, encoded once.
+        self.request_id_header: Header = (REQUEST_ID, request_id.encode("ascii"))
+        self.correlation_header: Header | None = (
+            (CORRELATION_ID, correlation_id.encode("ascii")) if correlation_id is not None else None
+        )
         self.started = started
-        self.route: Route | None = None
+        # The declared body: 0 none, -1 chunked (length unknown), else its Content-Length.
+        self.body_length = 0
+        self.route: RouteInfo | None = None
         self.identity: Identity | None = None
         # Headers plugins add to the upstream request (already lower-case bytes).
         self.upstream_headers: list[Header] = []
         # Headers plugins add to the client response.
         self.response_headers: list[Header] = []
+        # Plugins that observe the request body as the proxy forwards it.
+        self.body_taps: list[BodyTap] | None = None
         self.status = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self.upstream_ms: float | None = None
         self.upstream_url: str | None = None
-        self.rate_limit_outcome: str | None = None
-        self.breaker_outcome: str | None = None
-        self.cache_status: str | None = None
+        # What each plugin did, in one word (``rate_limit: allowed``, ``cache: hit``).
+        self.outcomes: dict[str, str] | None = None
+        # Why a plugin refused the request, when one did (read by the audit plugin).
+        self.refusal: Refusal | None = None
         # Set when the client disconnected while the exchange was still running.
         self.client_gone = False
         self.trace_id: str | None = None
         self.span: Any = None
-        # Free-form per-request data for third-party plugins; allocated only when used.
-        self.notes: dict[str, Any] | None = None
+        self._state: dict[StateKey[Any], Any] | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a request header (name in lower case)."""
@@ -117,3 +169,34 @@ class RequestContext:
             if k == name:
                 return v
         return None
+
+    def report(self, name: str, outcome: str) -> None:
+        outcomes = self.outcomes
+        if outcomes is None:
+            self.outcomes = {name: outcome}
+        else:
+            outcomes[name] = outcome
+
+    def outcome(self, name: str) -> str | None:
+        outcomes = self.outcomes
+        return outcomes.get(name) if outcomes is not None else None
+
+    def get(self, key: StateKey[T]) -> T | None:
+        state = self._state
+        if state is None:
+            return None
+        return cast("T | None", state.get(key))
+
+    def put(self, key: StateKey[T], value: T) -> None:
+        state = self._state
+        if state is None:
+            self._state = {key: value}
+        else:
+            state[key] = value
+
+    def tap_body(self, tap: BodyTap) -> None:
+        """Have ``tap`` see the request body as the proxy forwards it."""
+        if self.body_taps is None:
+            self.body_taps = [tap]
+        else:
+            self.body_taps.append(tap)

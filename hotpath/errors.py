@@ -4,11 +4,14 @@ Every error the gateway itself answers has one JSON shape::
 
     {"error": {"code": ..., "message": ..., "retry_after"?: int, "details"?: {...}}, "request_id": ...}
 
-Hierarchy:
+Two ways to produce one, for two kinds of code:
 
-- ``GatewayError``: an error that maps to one HTTP status and one code. Raised anywhere on
-  the request path; the dispatcher turns it into a response.
-  - ``ConfigError`` is *not* one of these: it stops startup (see ``hotpath.config.errors``).
+- Plugins return a verdict: ``CannedError.response(...)`` builds the ``LocalResponse`` of a
+  refusal (401, 403, 429, ...). A plugin never raises to refuse.
+- The core (the dispatcher and the proxy) raises ``GatewayError`` from deep inside a request
+  (a bad path, a body too large, an upstream timeout); the dispatcher turns it into the same
+  JSON answer. ``ConfigError`` is *not* one of these: it stops startup
+  (``controlplane.config.errors``).
 
 Bodies are assembled from bytes prepared at import time; only the request id (and an
 optional retry_after or details) is filled in per request.
@@ -20,6 +23,10 @@ from enum import Enum
 from typing import Any, Final
 
 import orjson
+
+from hotpath.audit import Refusal
+from hotpath.context import Header
+from hotpath.responses import LocalResponse
 
 
 class ErrorCode(str, Enum):
@@ -38,6 +45,8 @@ class ErrorCode(str, Enum):
 
 
 JSON_CONTENT_TYPE: Final = (b"content-type", b"application/json")
+NO_STORE: Final = (b"cache-control", b"no-store")
+RETRY_AFTER: Final = b"retry-after"
 
 
 class GatewayError(Exception):
@@ -83,27 +92,41 @@ def error_body(
 
 
 class CannedError:
-    """A prebuilt error whose body differs per request only in the request id.
+    """A prebuilt error whose body differs per request only in the request id (and, for a
+    refusal that says when to come back, ``retry_after``).
 
-    Used for the errors the hot path answers most (404, 429, 503 breaker open), so that
-    answering them costs one bytes concatenation.
+    Used for the errors the hot path answers most (404, 401, 429, 503 breaker open), so
+    that answering them costs a few bytes concatenations.
     """
 
-    __slots__ = ("_prefix", "code", "message", "status")
+    __slots__ = ("_headers", "_prefix", "_retry_prefix", "code", "message", "status")
 
-    _SUFFIX = b'"}'
+    _ID_SUFFIX = b'"}'
 
-    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+    def __init__(self, status: int, code: ErrorCode, message: str, headers: list[Header] | None = None) -> None:
         self.status = status
         self.code = code
         self.message = message
         head = orjson.dumps({"error": {"code": code.value, "message": message}})
         # '{"error":{...}}' -> '{"error":{...},"request_id":"'
         self._prefix = head[:-1] + b',"request_id":"'
+        # '{"error":{...}}' -> '{"error":{...,"retry_after":'
+        self._retry_prefix = head[:-2] + b',"retry_after":'
+        # The answer's own headers (content-type, cache-control, any the caller adds).
+        self._headers: list[Header] = [JSON_CONTENT_TYPE, NO_STORE, *(headers or ())]
 
     def body(self, request_id: str) -> bytes:
         # Request ids are generated or validated to a safe charset, so no escaping is needed.
-        return self._prefix + request_id.encode("ascii") + self._SUFFIX
+        return self._prefix + request_id.encode("ascii") + self._ID_SUFFIX
+
+    def response(self, request_id: str, refusal: Refusal | None = None, retry_after: int = 0) -> LocalResponse:
+        """This error as a plugin's answer; ``retry_after`` (seconds, when above 0) goes in
+        the body and the ``Retry-After`` header."""
+        if retry_after <= 0:
+            return LocalResponse(self.status, self._headers, self.body(request_id), refusal)
+        seconds = b"%d" % retry_after
+        body = self._retry_prefix + seconds + b'},"request_id":"' + request_id.encode("ascii") + self._ID_SUFFIX
+        return LocalResponse(self.status, [*self._headers, (RETRY_AFTER, seconds)], body, refusal)
 
     def exception(
         self,

@@ -14,14 +14,14 @@ from typing import Any, Final
 
 from hotpath import errors
 from hotpath.context import Header, RequestContext
-from hotpath.errors import JSON_CONTENT_TYPE, ErrorCode, GatewayError
+from hotpath.errors import JSON_CONTENT_TYPE, NO_STORE, RETRY_AFTER, ErrorCode, GatewayError
 from hotpath.headers import XFF, TrustedProxies, new_request_id, safe_id
 from hotpath.paths import UnsafePath, normalize
 from hotpath.proxy import Proxy, ResponseAborted
 from hotpath.request_body import ClientGone
 from hotpath.responses import LocalResponse
 from hotpath.router import RouteTable
-from observability.telemetry import Telemetry
+from hotpath.telemetry import Telemetry
 
 log: Final = logging.getLogger("gatehouse")
 
@@ -64,9 +64,6 @@ class Gateway:
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = perf_counter()
         headers: list[Header] = scope["headers"]
-        # Compiled, this loop is about a tenth of sum(map(len, chain.from_iterable(headers)))
-        # (51 against 480 ns for four headers): the iterators and len calls of the C-level
-        # pass are generic calls here.
         size = 0
         for k, v in headers:
             size += len(k) + len(v)
@@ -80,16 +77,13 @@ class Gateway:
         ctx = RequestContext(
             scope,
             receive,
-            scope["method"],
-            "",
-            scope["query_string"],
             headers,
-            client_ip,
-            safe_id(by_name.get(b"x-request-id")) or new_request_id(),
-            safe_id(by_name.get(b"x-correlation-id")),
-            started,
+            peer=peer,
+            client_ip=client_ip,
+            request_id=safe_id(by_name.get(b"x-request-id")) or new_request_id(),
+            correlation_id=safe_id(by_name.get(b"x-correlation-id")),
+            started=started,
         )
-        ctx.has_body = b"content-length" in by_name or b"transfer-encoding" in by_name
         route = None
         try:
             raw_path: bytes = scope["raw_path"]
@@ -101,6 +95,8 @@ class Gateway:
                 raise errors.bad_request("the query string must be ASCII (percent-encode other bytes)")
             if size > self._max_header:
                 raise GatewayError(431, ErrorCode.BAD_REQUEST, f"request headers exceed {self._max_header} bytes")
+            if b"content-length" in by_name or b"transfer-encoding" in by_name:
+                ctx.body_length = declared_body(headers)
             try:
                 ctx.path = normalize(raw_path, keep_encoded_slash=self._keep_encoded_slash)
             except UnsafePath as unsafe:
@@ -110,12 +106,13 @@ class Gateway:
             route = self.table.match(ctx.path, ctx.method)
             if route is None:
                 raise self._no_route(ctx.path, ctx.method)
-            ctx.route = route
+            ctx.route = route.info
             self.telemetry.request_started(ctx)
             for hook in route.chain.request:
-                local = await hook(ctx)
-                if local is not None:
-                    await self._send_local(ctx, local, send)
+                verdict = await hook(ctx)
+                if verdict is not None:
+                    ctx.refusal = verdict.refusal
+                    await self._send_local(ctx, verdict, send)
                     return
             await self.proxy.forward(ctx, route, send)
         except GatewayError as exc:
@@ -166,9 +163,9 @@ class Gateway:
         return errors.NOT_FOUND.exception()
 
     async def _send_local(self, ctx: RequestContext, local: LocalResponse, send: Any) -> None:
-        out = [*local.headers, (b"x-request-id", ctx.request_id.encode("ascii"))]
-        if ctx.correlation_id:
-            out.append((b"x-correlation-id", ctx.correlation_id.encode("ascii")))
+        out = [*local.headers, ctx.request_id_header]
+        if ctx.correlation_header is not None:
+            out.append(ctx.correlation_header)
         if ctx.response_headers:
             out.extend(ctx.response_headers)
         body = local.body
@@ -191,18 +188,38 @@ class Gateway:
         out: list[Header] = [
             JSON_CONTENT_TYPE,
             (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", ctx.request_id.encode("ascii")),
-            (b"cache-control", b"no-store"),
+            ctx.request_id_header,
+            NO_STORE,
         ]
-        if ctx.correlation_id:
-            out.append((b"x-correlation-id", ctx.correlation_id.encode("ascii")))
+        if ctx.correlation_header is not None:
+            out.append(ctx.correlation_header)
         if exc.retry_after is not None:
-            out.append((b"retry-after", str(exc.retry_after).encode()))
+            out.append((RETRY_AFTER, str(exc.retry_after).encode()))
         out.extend(exc.headers)
         out.extend(ctx.response_headers)
         ctx.status = exc.status
         ctx.bytes_out = len(body)
         await _send_final(send, exc.status, out, b"" if ctx.method == "HEAD" else body)
+
+
+def declared_body(headers: list[Header]) -> int:
+    """The request body's declared length: its Content-Length, -1 for a chunked body, 0 for
+    none. A repeated or invalid Content-Length, or one beside Transfer-Encoding, is refused:
+    where two parsers could disagree about where the body ends, a request can be smuggled."""
+    length = -2
+    chunked = False
+    for k, v in headers:
+        if k == b"content-length":
+            if not v.isdigit() or length != -2:
+                raise errors.bad_request("invalid or repeated Content-Length")
+            length = int(v)
+        elif k == b"transfer-encoding":
+            chunked = True
+    if chunked:
+        if length != -2:
+            raise errors.bad_request("both Content-Length and Transfer-Encoding are set")
+        return -1
+    return length if length > 0 else 0
 
 
 async def _send_final(send: Any, status: int, headers: list[Header], body: bytes) -> None:

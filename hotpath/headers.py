@@ -147,8 +147,8 @@ class RequestHeaderPolicy:
         *,
         peer: str,
         scheme: str,
-        request_id: str,
-        correlation_id: str | None,
+        request_id: Header,
+        correlation_id: Header | None,
         extra: list[Header],
     ) -> list[Header]:
         # self._special.get and out.append are called directly, not bound to locals: a
@@ -200,9 +200,9 @@ class RequestHeaderPolicy:
         fwd_host = xfh if trusted and xfh else host
         if fwd_host is not None:
             out.append((XFH, fwd_host))
-        out.append((REQUEST_ID, request_id.encode("latin-1")))
+        out.append(request_id)
         if correlation_id is not None:
-            out.append((CORRELATION_ID, correlation_id.encode("latin-1")))
+            out.append(correlation_id)
         if extra:
             # Plugin-set headers must stay one line each: the upstream request is written
             # verbatim.

@@ -1,22 +1,24 @@
 """The plugin contract.
 
-A plugin is one module (or a package when it has backends) holding one ``Plugin``
-subclass. It declares:
+A plugin is one package (or module) holding one ``Plugin`` subclass. It declares:
 
 - ``name``: the key used in the YAML file (``routes[].plugins.<name>``);
 - ``priority``: higher runs earlier in the request phase (and later in the response phase);
-- ``config_type``: a msgspec struct with defaults and bounds for the per-route settings;
+- ``config_type``: a struct (``hotpath.structs.Strict``) with defaults and bounds for the
+  per-route settings;
 - ``settings_type`` (optional): a struct for the global section ``plugins.<name>``;
 - any of three phase hooks:
 
-  - ``on_request(ctx)``: may return a ``LocalResponse`` (or raise ``GatewayError``) to
-    answer directly and stop the chain;
+  - ``on_request(ctx) -> Verdict``: ``CONTINUE`` (None) to go on, or a ``LocalResponse`` to
+    answer and stop the chain. Refusals (401, 403, 429, ...) are answers like any other:
+    ``CannedError.response`` builds them, with a ``Refusal`` saying why. A plugin never
+    raises to refuse; an exception from a hook is a fault (500);
   - ``on_response(ctx, head)``: may change the upstream response's status or headers
     before they are sent, and may return a ``BodyTap`` to observe the body;
   - ``on_log(ctx)``: runs after the response is sent; must not block.
 
-The constructor compiles everything it can (header names as bytes, key prefixes,
-scripts); per-worker resources (connections, background tasks) start in ``startup``.
+The constructor compiles everything it can (header names as bytes, key prefixes, canned
+answers); per-worker resources (connections, background tasks) start in ``startup``.
 For each route, the chain of each phase is composed once from the plugins that override
 that hook, so no per-request lookup decides who runs.
 """
@@ -24,36 +26,20 @@ that hook, so no per-request lookup decides who runs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import msgspec
 
-# Part of the plugin contract; defined apart so that they can be compiled.
+from hotpath.context import BodyTap as BodyTap
+from hotpath.context import RequestContext
+from hotpath.context import RouteInfo as RouteInfo
 from hotpath.responses import LocalResponse as LocalResponse
 from hotpath.responses import ResponseHead as ResponseHead
+from hotpath.runtime import WorkerRuntime
 
-if TYPE_CHECKING:
-    from hotpath.context import RequestContext
-    from hotpath.runtime import WorkerRuntime
-
-
-class BodyTap(Protocol):
-    """Sees every chunk of a response body as it streams to the client."""
-
-    def feed(self, chunk: bytes) -> None: ...
-
-    def finish(self, complete: bool) -> None:
-        """Called once; ``complete`` is False when the body was cut short."""
-
-
-class RouteInfo(msgspec.Struct, frozen=True):
-    """What a plugin may know about the route it is attached to."""
-
-    name: str
-    path: str
-    service: str
-    methods: tuple[str, ...]
-
+# What a request hook returns: None to continue, or the answer that ends the chain.
+Verdict = LocalResponse | None
+CONTINUE: Final = None
 
 ConfigT = TypeVar("ConfigT", bound=msgspec.Struct)
 
@@ -82,8 +68,8 @@ class Plugin(Generic[ConfigT]):
         self.config = config
         self.route = setup.route
 
-    async def on_request(self, ctx: RequestContext) -> LocalResponse | None:
-        return None
+    async def on_request(self, ctx: RequestContext) -> Verdict:
+        return CONTINUE
 
     async def on_response(self, ctx: RequestContext, head: ResponseHead) -> BodyTap | None:
         return None
@@ -98,10 +84,16 @@ class Plugin(Generic[ConfigT]):
     def check(self) -> None:
         """Cross-field checks on the per-route config after construction; raise ValueError."""
 
+    def uses(self, hook: str) -> bool:
+        """Whether this instance needs ``hook`` on its route: by default, whether its class
+        implements it. A plugin whose config leaves a phase idle says no, and costs nothing
+        there."""
+        return overrides(self, hook)
 
-RequestHook = Callable[["RequestContext"], Awaitable["LocalResponse | None"]]
-ResponseHook = Callable[["RequestContext", ResponseHead], Awaitable["BodyTap | None"]]
-LogHook = Callable[["RequestContext"], None]
+
+RequestHook = Callable[[RequestContext], Awaitable[Verdict]]
+ResponseHook = Callable[[RequestContext, ResponseHead], Awaitable[BodyTap | None]]
+LogHook = Callable[[RequestContext], None]
 
 
 def overrides(plugin: Plugin[Any], hook: str) -> bool:
@@ -117,9 +109,9 @@ class Chain:
     def __init__(self, plugins: list[Plugin[Any]]) -> None:
         ordered = sorted(plugins, key=lambda p: -p.priority)
         self.plugins: tuple[Plugin[Any], ...] = tuple(ordered)
-        self.request: tuple[RequestHook, ...] = tuple(p.on_request for p in ordered if overrides(p, "on_request"))
+        self.request: tuple[RequestHook, ...] = tuple(p.on_request for p in ordered if p.uses("on_request"))
         # Response hooks unwind in reverse, like a middleware stack.
         self.response: tuple[ResponseHook, ...] = tuple(
-            p.on_response for p in reversed(ordered) if overrides(p, "on_response")
+            p.on_response for p in reversed(ordered) if p.uses("on_response")
         )
-        self.log: tuple[LogHook, ...] = tuple(p.on_log for p in ordered if overrides(p, "on_log"))
+        self.log: tuple[LogHook, ...] = tuple(p.on_log for p in ordered if p.uses("on_log"))

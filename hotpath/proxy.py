@@ -18,14 +18,14 @@ import time
 from typing import Any, Final
 
 from hotpath import errors
-from hotpath.context import RequestContext
+from hotpath.context import BodyTap, RequestContext
 from hotpath.headers import RequestHeaderPolicy, UnsafeHeaderValue, response_headers
-from hotpath.plugin import BodyTap
 from hotpath.request_body import BodyTooLarge, ClientGone, read_whole, stream_body
 from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT, Outcome, RetryPolicy
 from hotpath.resilience.retry import parse_retry_after
 from hotpath.responses import ResponseHead
 from hotpath.router import Route
+from hotpath.telemetry import Telemetry
 from hotpath.upstream.client import (
     Body,
     UpstreamBodyError,
@@ -33,7 +33,6 @@ from hotpath.upstream.client import (
     UpstreamResponse,
     UpstreamTimeout,
 )
-from observability.telemetry import Telemetry
 
 log: Final = logging.getLogger("gatehouse.proxy")
 # Final: compiled code reads it from a static; a plain module global is a dict lookup per use.
@@ -53,22 +52,6 @@ class ResponseAborted(Exception):
     the client cannot mistake a truncated body for a complete one."""
 
 
-def _content_length(ctx: RequestContext) -> tuple[int | None, bool]:
-    """(declared Content-Length, has a body at all)."""
-    length: int | None = None
-    chunked = False
-    for k, v in ctx.headers:
-        if k == b"content-length":
-            if not v.isdigit() or length is not None:
-                raise errors.bad_request("invalid or repeated Content-Length")
-            length = int(v)
-        elif k == b"transfer-encoding":
-            chunked = True
-    if length is not None and chunked:
-        raise errors.bad_request("both Content-Length and Transfer-Encoding are set")
-    return length, chunked or bool(length)
-
-
 def _retry_after(head: UpstreamResponse) -> float | None:
     for k, v in head.headers:
         if k == b"retry-after":
@@ -85,9 +68,10 @@ class Proxy:
         self._telemetry = telemetry
         self._watch = DisconnectWatch()
 
-    async def _request_body(self, ctx: RequestContext, route: Route, length: int | None) -> Body:
+    async def _request_body(self, ctx: RequestContext, route: Route) -> Body:
         limit = route.max_body_bytes
-        if length is not None:
+        length = ctx.body_length
+        if length > 0:
             if length > limit:
                 raise errors.payload_too_large(limit)
             if length <= BUFFER_LIMIT:
@@ -96,15 +80,18 @@ class Proxy:
                 except BodyTooLarge:
                     raise errors.payload_too_large(limit) from None
                 ctx.bytes_in = len(data)
+                taps = ctx.body_taps
+                if taps is not None:
+                    for tap in taps:
+                        tap.feed(data)
+                        tap.finish(True)
                 return data
         return stream_body(ctx, limit)
 
     async def forward(self, ctx: RequestContext, route: Route, send: Any) -> None:
         body: Body = None
-        if ctx.has_body:
-            length, has_body = _content_length(ctx)
-            if has_body:
-                body = await self._request_body(ctx, route, length)
+        if ctx.body_length:
+            body = await self._request_body(ctx, route)
         retry = route.service.retry
         retry.on_request()
         replayable = body is None or isinstance(body, bytes)
@@ -128,14 +115,13 @@ class Proxy:
         path = route.upstream_path(ctx.path)
         if ctx.query:
             path = f"{path}?{ctx.query.decode('latin-1')}"
-        scope = ctx.scope
         try:
             base_headers = self._headers.build(
                 ctx.headers,
-                peer=scope["client"][0] if scope.get("client") else ctx.client_ip,
-                scheme=scope.get("scheme", "http"),
-                request_id=ctx.request_id,
-                correlation_id=ctx.correlation_id,
+                peer=ctx.peer,
+                scheme=ctx.scope.get("scheme", "http"),
+                request_id=ctx.request_id_header,
+                correlation_id=ctx.correlation_header,
                 extra=ctx.upstream_headers,
             )
         except UnsafeHeaderValue:
@@ -149,7 +135,11 @@ class Proxy:
             remaining = deadline - perf_counter()
             if remaining <= 0:
                 raise errors.upstream_timeout(service.name)
-            permit = breaker.admit()
+            try:
+                permit = breaker.admit()
+            except errors.GatewayError:
+                ctx.report("breaker", "open")
+                raise
             if permit.pending:
                 await permit.ready()
             url = service.pick() + path
@@ -218,11 +208,7 @@ class Proxy:
                 await asyncio.sleep(delay)
 
     async def _relay(self, ctx: RequestContext, route: Route, resp: UpstreamResponse, send: Any) -> None:
-        out = response_headers(
-            resp.headers,
-            (b"x-request-id", ctx.request_id.encode("ascii")),
-            (b"x-correlation-id", ctx.correlation_id.encode("ascii")) if ctx.correlation_id else None,
-        )
+        out = response_headers(resp.headers, ctx.request_id_header, ctx.correlation_header)
         if ctx.response_headers:
             out.extend(ctx.response_headers)
         head = ResponseHead(resp.status, out)

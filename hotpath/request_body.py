@@ -40,17 +40,26 @@ async def read_whole(receive: Any, limit: int) -> bytes:
 
 async def stream_body(ctx: RequestContext, limit: int) -> AsyncIterator[bytes]:
     receive = ctx.receive
+    taps = ctx.body_taps or ()
     total = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise UpstreamBodyError(ClientGone())
-        chunk = msg.get("body", b"")
-        if chunk:
-            total += len(chunk)
-            ctx.bytes_in = total
-            if total > limit:
-                raise UpstreamBodyError(BodyTooLarge())
-            yield chunk
-        if not msg.get("more_body", False):
-            return
+    complete = False
+    try:
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise UpstreamBodyError(ClientGone())
+            chunk = msg.get("body", b"")
+            if chunk:
+                total += len(chunk)
+                ctx.bytes_in = total
+                if total > limit:
+                    raise UpstreamBodyError(BodyTooLarge())
+                for tap in taps:
+                    tap.feed(chunk)
+                yield chunk
+            if not msg.get("more_body", False):
+                complete = True
+                return
+    finally:
+        for tap in taps:
+            tap.finish(complete)

@@ -2,24 +2,28 @@
 
 They live apart from the rest of the contract so that they can be compiled: the proxy
 builds a ``ResponseHead`` and reads its ``content-length`` on every response, and a cache
-hit or a refusal builds a ``LocalResponse``. As interpreted classes each construction
-and lookup was a Python frame. Plugins, compiled or not, create and change them as before.
+hit or a refusal builds a ``LocalResponse``.
 """
 
 from __future__ import annotations
 
+from hotpath.audit import Refusal
 from hotpath.context import Header
 
 
 class LocalResponse:
-    """A complete response produced by the gateway (a plugin, a cache hit, an error)."""
+    """A complete response the gateway answers itself: a cache hit, a preflight, a refusal.
 
-    __slots__ = ("body", "headers", "status")
+    A refusal (401, 403, 429, ...) carries a ``Refusal`` saying why, for the audit plugin."""
 
-    def __init__(self, status: int, headers: list[Header], body: bytes = b"") -> None:
+    __slots__ = ("body", "headers", "refusal", "status")
+
+    def __init__(self, status: int, headers: list[Header], body: bytes = b"", refusal: Refusal | None = None) -> None:
         self.status = status
+        # Never mutated by the gateway, so a plugin may hand out one list for many answers.
         self.headers = headers
         self.body = body
+        self.refusal = refusal
 
 
 class ResponseHead:

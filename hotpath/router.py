@@ -10,11 +10,11 @@ routes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from hotpath.plugin import Chain
-    from hotpath.upstream.service import Service
+from hotpath.context import RouteInfo
+from hotpath.plugin import Chain
+from hotpath.upstream.service import Service
 
 
 class Route:
@@ -22,6 +22,7 @@ class Route:
 
     __slots__ = (
         "chain",
+        "info",
         "match",
         "max_body_bytes",
         "methods",
@@ -36,11 +37,9 @@ class Route:
 
     def __init__(
         self,
+        info: RouteInfo,
         *,
-        name: str,
-        path: str,
         match: str,
-        methods: frozenset[str],
         service: Service,
         strip_prefix: bool,
         upstream_prefix: str,
@@ -49,12 +48,14 @@ class Route:
         retry_non_idempotent: bool,
         chain: Chain,
     ) -> None:
-        self.name = name
-        self.path = path
+        # What the request context, plugins and telemetry see of this route.
+        self.info = info
+        self.name = info.name
+        self.path = info.path
         self.match = match
-        self.methods = methods  # empty: every method
+        self.methods = frozenset(info.methods)  # empty: every method
         self.service = service
-        self.strip_len = len(path.rstrip("/")) if strip_prefix else 0
+        self.strip_len = len(info.path.rstrip("/")) if strip_prefix else 0
         self.upstream_prefix = upstream_prefix.rstrip("/")
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
@@ -72,7 +73,6 @@ class Route:
         if self.upstream_prefix:
             return self.upstream_prefix + path
         return path or "/"
-
 
 
 class RouteTable:

@@ -1,33 +1,38 @@
 """Per-worker shared infrastructure: state backend, telemetry, audit, lifecycle hooks.
 
 Built in each worker after the fork (Granian imports the app per worker), so every client
-and background task here belongs to exactly one event loop.
+and background task here belongs to exactly one event loop. Plugins receive it through
+``PluginSetup`` and keep what they need; nothing here is looked up per request.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from hotpath.config.loader import LoadedConfig
-from hotpath.state.shared import SharedState
-from observability.audit_event import AuditSink, NullAuditSink
-from observability.telemetry import NullTelemetry, Telemetry
+from hotpath.audit import AuditSink, NullAuditSink
+from hotpath.redis.state import SharedState
+from hotpath.telemetry import NullTelemetry, Telemetry
 
 T = TypeVar("T")
 Hook = Callable[[], Awaitable[None]]
+
+log = logging.getLogger("gatehouse")
 
 
 class WorkerRuntime:
     def __init__(
         self,
-        loaded: LoadedConfig,
+        state: SharedState,
         *,
+        workers: int = 1,
         telemetry: Telemetry | None = None,
         audit: AuditSink | None = None,
     ) -> None:
-        self.loaded = loaded
-        self.state = SharedState("redis" if loaded.state_backend == "redis" else "memory", loaded.gateway.redis)
+        self.state = state
+        # Worker processes of this gateway: a fallback that decides alone divides by it.
+        self.workers = workers
         self.telemetry: Telemetry = telemetry or NullTelemetry()
         self.audit: AuditSink = audit or NullAuditSink()
         self._singletons: dict[str, Any] = {}
@@ -35,7 +40,7 @@ class WorkerRuntime:
         self._shutdown: list[Hook] = []
 
     def singleton(self, key: str, factory: Callable[[], T]) -> T:
-        """One shared object per worker (a JWKS cache, a limiter batcher), made on first use."""
+        """One shared object per worker (a JWKS cache, a limiter backend), made on first use."""
         if key not in self._singletons:
             self._singletons[key] = factory()
         value: T = self._singletons[key]
@@ -61,8 +66,6 @@ class WorkerRuntime:
             try:
                 await hook()
             except Exception:  # one failing hook must not keep the rest from closing
-                import logging
-
-                logging.getLogger("gatehouse").exception("shutdown hook failed")
+                log.exception("shutdown hook failed")
         await self.telemetry.stop()
         await self.state.close()

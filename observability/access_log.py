@@ -233,6 +233,7 @@ class AccessLog:
             if cut >= 0:
                 upstream = upstream[:cut]
         upstream_ms = ctx.upstream_ms
+        outcomes = ctx.outcomes
         # Integer rounding: round(x, 3) costs ten times more, and n / 1000 prints as exactly
         # three decimals at most. int(x + 0.5) (both are never negative), not round(x):
         # compiled, int() of a float is a C conversion and round() a call to the builtin.
@@ -254,9 +255,9 @@ class AccessLog:
             int(upstream_ms * 1000.0 + 0.5) / 1000 if upstream_ms is not None else None,
             ctx.bytes_in,
             ctx.bytes_out,
-            ctx.rate_limit_outcome,
-            ctx.breaker_outcome,
-            ctx.cache_status,
+            outcomes.get("rate_limit") if outcomes is not None else None,
+            outcomes.get("breaker") if outcomes is not None else None,
+            outcomes.get("cache") if outcomes is not None else None,
         )
 
     def write(self, ctx: RequestContext, duration: float) -> None:

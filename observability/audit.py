@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import msgspec
 
+from hotpath.audit import AuditEvent, AuditSink, AuditType, set_user_hash_key
 from observability.audit_config import URL_RE, AuditConfig
-from observability.audit_event import AuditEvent, AuditType, set_user_hash_key
 from observability.metrics import AUDIT_EVENTS
 
 log = logging.getLogger("gatehouse.audit")
@@ -53,7 +53,7 @@ class _LogLine(msgspec.Struct, tag_field="log", tag="audit"):
 _encode = msgspec.json.Encoder().encode
 
 
-class AuditDelivery:
+class AuditDelivery(AuditSink):
     """The real ``AuditSink``: see the module docstring."""
 
     def __init__(self, config: AuditConfig, sink_url: str | None, sink_token: str | None) -> None:

@@ -13,10 +13,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hotpath.structs import Strict
+
 URL_RE = re.compile(r"^https?://[^/\s]+")
 
 
-class AuditConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class AuditConfig(Strict, frozen=True, kw_only=True):
     enabled: bool = True
     # HTTP endpoint receiving POSTed batches: {"events": [...]}.
     sink_url: str | None = None

@@ -12,14 +12,14 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hotpath.structs import Strict
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
-class _Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
 
 
-class MetricsConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class MetricsConfig(Strict, frozen=True, kw_only=True):
     # Off: the gateway records no request metrics and /metrics answers 404. Metrics other
     # features record (rate limits, breakers, Redis) are still written.
     enabled: bool = True
@@ -30,7 +30,7 @@ class MetricsConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     publish_interval: Annotated[float, msgspec.Meta(ge=0.05, le=60)] = 0.5
 
 
-class TracingConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class TracingConfig(Strict, frozen=True, kw_only=True):
     # None: on when an OTLP endpoint is set here or in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
     # and OTEL_TRACES_EXPORTER is not "none".
     enabled: bool | None = None
@@ -54,7 +54,7 @@ class TracingConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     max_export_batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 512
 
 
-class AccessLogConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class AccessLogConfig(Strict, frozen=True, kw_only=True):
     enabled: bool = True
     format: Literal["json", "text"] = "json"
     # Lines under this level are not written: 1xx-3xx are info, 4xx warning, 5xx error
@@ -79,14 +79,14 @@ class AccessLogConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=
     user_hash_key: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "gatehouse"
 
 
-class LoggingConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class LoggingConfig(Strict, frozen=True, kw_only=True):
     """The gateway's own diagnostic log (logger "gatehouse"), not the access log."""
 
     level: LogLevel = "info"
     format: Literal["json", "text"] = "json"
 
 
-class ObservabilityConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class ObservabilityConfig(Strict, frozen=True, kw_only=True):
     metrics: MetricsConfig = MetricsConfig()
     tracing: TracingConfig = TracingConfig()
     access_log: AccessLogConfig = AccessLogConfig()

@@ -23,12 +23,13 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from observability import deferred_counters, logs
+from hotpath import deferred
+from hotpath.telemetry import NO_HEADERS, Telemetry
+from observability import logs
 from observability.access_log import AccessLog
 from observability.config import ObservabilityConfig
 from observability.metrics import UNMATCHED_ROUTE
 from observability.request_metrics import RequestMetrics
-from observability.telemetry import NO_HEADERS, Telemetry
 from observability.tracing import Tracing, TracingSettings
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class GatewayTelemetry(Telemetry):
         and the plugins' per-request counters."""
         if self.metrics is not None:
             self.metrics.publish()
-        deferred_counters.REGISTRY.publish()
+        deferred.REGISTRY.publish()
 
     async def _publish_loop(self) -> None:
         interval = self.config.metrics.publish_interval
@@ -158,4 +159,4 @@ class GatewayTelemetry(Telemetry):
             head_ms = ctx.upstream_ms
             at_head = status is not None and head_ms is not None
             seconds = head_ms / 1000.0 if at_head and head_ms is not None else perf_counter() - started
-            metrics.upstream(route.service.name).observe(seconds)
+            metrics.upstream(route.service).observe(seconds)

@@ -21,19 +21,12 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from hotpath.deferred import HistogramAccumulator
 from observability import metrics
 
 # Methods outside this set are counted as OTHER so a client cannot mint label values.
 KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 OTHER_METHOD: Final = "OTHER"
-
-
-class HistogramLayoutError(Exception):
-    """prometheus-client's histogram children no longer look as this module expects.
-
-    An Exception, not a RuntimeError: this module is compiled (hotpath/native), and mypyc
-    cannot derive a class from most builtin exception types.
-    """
 
 
 class RequestFamilies:
@@ -55,64 +48,6 @@ class RequestFamilies:
             upstream_duration if upstream_duration is not None else metrics.UPSTREAM_DURATION
         )
         self.in_flight: Any = in_flight if in_flight is not None else metrics.IN_FLIGHT
-
-
-class HistogramAccumulator:
-    """Bucket counts and sum of one labelled histogram child since its last publish.
-
-    prometheus-client has no batched ``observe``, so ``publish`` adds to the child's
-    per-bucket values and its sum directly (its ``_buckets`` and ``_sum``, which hold
-    non-cumulative bucket counts in both value modes). The layout is checked once, here,
-    so a library change fails at startup rather than publishing into the wrong buckets.
-    """
-
-    __slots__ = ("_bounds", "_child", "counts", "pending", "total")
-
-    def __init__(self, child: Any) -> None:
-        bounds = list(getattr(child, "_upper_bounds", ()))
-        buckets = getattr(child, "_buckets", None)
-        if (
-            not bounds
-            or bounds[-1] != float("inf")
-            or not isinstance(buckets, list)
-            or len(buckets) != len(bounds)
-            or not hasattr(child, "_sum")
-        ):
-            raise HistogramLayoutError("prometheus-client histogram children changed layout; cannot publish")
-        self._child = child
-        # Finite bounds only: a value past the last falls into len(bounds), the +Inf bucket.
-        # Typed as floats: compiled, a compare with an untyped (Any) bound is a generic
-        # rich comparison, with a float a C compare.
-        self._bounds: tuple[float, ...] = tuple(float(b) for b in bounds[:-1])
-        self.counts = [0] * len(bounds)
-        self.total = 0.0
-        self.pending = 0
-
-    def observe(self, seconds: float) -> None:
-        # A scan, not bisect_left: compiled, it is a loop of float compares that stops at
-        # the first buckets where most requests land (61 against 112 ns), where bisect is a
-        # generic call. A value equal to a bound counts in that bound's bucket ("le").
-        i = 0
-        for bound in self._bounds:
-            if seconds <= bound:
-                break
-            i += 1
-        self.counts[i] += 1
-        self.total += seconds
-        self.pending += 1
-
-    def publish(self) -> None:
-        if not self.pending:
-            return
-        counts = self.counts
-        buckets = self._child._buckets
-        for i, n in enumerate(counts):
-            if n:
-                buckets[i].inc(n)
-                counts[i] = 0
-        self._child._sum.inc(self.total)
-        self.total = 0.0
-        self.pending = 0
 
 
 class RouteMetrics:

@@ -24,8 +24,8 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from hotpath.telemetry import NO_HEADERS
 from observability.config import TracingConfig
-from observability.telemetry import NO_HEADERS
 
 if TYPE_CHECKING:
     from hotpath.context import Header, RequestContext
@@ -279,12 +279,10 @@ class Tracing:
         end_ns = time.time_ns()
         status = ctx.status
         span.set_attribute("http.response.status_code", status)
-        if ctx.rate_limit_outcome:
-            span.set_attribute("gatehouse.rate_limit", ctx.rate_limit_outcome)
-        if ctx.breaker_outcome:
-            span.set_attribute("gatehouse.breaker", ctx.breaker_outcome)
-        if ctx.cache_status:
-            span.set_attribute("gatehouse.cache", ctx.cache_status)
+        outcomes = ctx.outcomes
+        if outcomes:
+            for name, outcome in outcomes.items():
+                span.set_attribute(f"gatehouse.{name}", outcome)
         if status >= 500:
             from opentelemetry.trace import Status, StatusCode
 
@@ -311,7 +309,7 @@ class Tracing:
             attrs["http.request.resend_count"] = attempt
         route = ctx.route
         if route is not None:
-            attrs["gatehouse.service"] = route.service.name
+            attrs["gatehouse.service"] = route.service
         span = self.tracer.start_span(
             ctx.method, context=self._trace_api.set_span_in_context(parent), kind=self._kinds.CLIENT,
             attributes=attrs,

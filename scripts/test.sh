@@ -10,7 +10,7 @@ ensure_venv "test"
 # Tools that pip installs into the venv (hadolint, granian, gatehouse) must be on PATH.
 export PATH="$REPO/.venv/bin:$PATH"
 export GATEHOUSE_BENCH_SHORT=1
-.venv/bin/ruff check hotpath plugins observability tests bench
+.venv/bin/ruff check hotpath plugins observability controlplane tests bench
 .venv/bin/mypy
 # The compiled hot path (hotpath/native), built for this run only: a build in the
 # checkout is never what gets tested.

@@ -66,7 +66,7 @@ def native_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("native") / "lib"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
     done = subprocess.run(
-        [sys.executable, "-m", "hotpath.cli", "native", "build", "--out", str(out)],
+        [sys.executable, "-m", "controlplane.cli", "native", "build", "--out", str(out)],
         cwd=REPO, env={**env, "GATEHOUSE_NATIVE": "off"}, capture_output=True, text=True, timeout=900, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]

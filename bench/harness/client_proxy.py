@@ -17,8 +17,8 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from hotpath.config.schema import PoolConfig, Timeouts
 from hotpath.upstream.client import Body, UpstreamClient, UpstreamResponse
+from hotpath.upstream.config import PoolConfig, Timeouts
 
 CLIENTS = ("h1", "pyreqwest", "aiohttp", "httpx")
 

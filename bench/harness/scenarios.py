@@ -54,7 +54,7 @@ class Unavailable(Exception):
 
 
 def _registry_has(name: str) -> str | None:
-    from hotpath.plugin_registry import PluginRegistry
+    from controlplane.config.registry import PluginRegistry
 
     try:
         registry = PluginRegistry.default()
@@ -73,13 +73,13 @@ def _typed_field(struct: type[msgspec.Struct], name: str, where: str) -> str | N
 
 
 def _breaker_landed() -> str | None:
-    from hotpath.config.schema import ServiceConfig
+    from hotpath.upstream.config import ServiceConfig
 
     return _typed_field(ServiceConfig, "breaker", "services.<name>.breaker")
 
 
 def _observability_landed() -> str | None:
-    from hotpath.config.schema import GatewayConfig
+    from controlplane.config.schema import GatewayConfig
 
     return _typed_field(GatewayConfig, "observability", "the observability section")
 
@@ -287,16 +287,15 @@ def gateway_config(features: Features, ctx: Context) -> dict[str, Any]:
 
 def check_compiles(config: dict[str, Any], workers: int) -> None:
     """The same validation ``gatehouse run`` does before it forks, in this process."""
-    from hotpath.build import build_gateway
-    from hotpath.cli import check_state_backend
-    from hotpath.config.errors import ConfigError
-    from hotpath.config.loader import load_config_text
-    from hotpath.runtime import WorkerRuntime
+    from controlplane.build import build_gateway, new_runtime
+    from controlplane.cli import check_state_backend
+    from controlplane.config.errors import ConfigError
+    from controlplane.config.loader import load_config_text
 
     try:
         loaded = load_config_text(yaml.safe_dump(config, sort_keys=False), "<bench scenario>", environ={})
         check_state_backend(loaded, workers)
-        build_gateway(loaded, WorkerRuntime(loaded))
+        build_gateway(loaded, new_runtime(loaded))
     except ConfigError as exc:
         raise Unavailable(f"configuration rejected: {exc}") from None
     except Exception as exc:  # a plugin that half-landed: report, don't crash the run

@@ -1,7 +1,7 @@
 """In-process gateways built from the harness's scenario configurations.
 
 The same feature sets the load harness measures end to end (bench/harness/scenarios.py)
-are built here with ``hotpath.app.build_app`` and driven through ASGI on the benchmark's
+are built here with ``controlplane.worker.build_app`` and driven through ASGI on the benchmark's
 loop, against the in-process upstream (and a real redis-server where features need one).
 """
 
@@ -23,8 +23,8 @@ from bench.harness.scenarios import JWT_AUDIENCE, JWT_ISSUER, PATH, Context, Fea
 from bench.support.asgi import http_scope, request
 from bench.support.fixed_upstream import BODY
 from bench.support.lifespan import Lifespan
-from hotpath.app import GatewayApplication, build_app
-from hotpath.config.loader import load_config_text
+from controlplane.config.loader import load_config_text
+from controlplane.worker import GatewayApplication, build_app
 from hotpath.context import Header
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from hotpath.config.loader import LoadedConfig, load_config_text
+from controlplane.config.loader import LoadedConfig, load_config_text
 
 RESOURCES = (
     "users", "orders", "items", "carts", "payments", "invoices", "shipments", "returns", "reviews",

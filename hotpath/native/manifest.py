@@ -17,34 +17,34 @@ DIR_ENV = "GATEHOUSE_NATIVE_DIR"
 
 # The modules a request runs through, all mypy-strict. Left out on purpose: modules with
 # async generators (unsupported by mypyc), classes derived from builtin exceptions other
-# than Exception (hotpath/state/resp.py), msgspec
+# than Exception (hotpath/redis/link.py), msgspec
 # structs (compiled, their annotations lose the item types msgspec validates with:
 # plugins/cache/entry.py decoded headers as lists), and what runs only at startup.
 MODULES: tuple[str, ...] = (
     "hotpath.context",
+    "hotpath.deferred",
     "hotpath.errors",
     "hotpath.gateway",
     "hotpath.granian_glue",
     "hotpath.headers",
     "hotpath.paths",
     "hotpath.proxy",
+    "hotpath.redis.batcher",
     "hotpath.responses",
     "hotpath.router",
+    "hotpath.telemetry",
     "hotpath.upstream.client",
     "hotpath.upstream.h1_client",
     "hotpath.upstream.service",
-    "hotpath.ratelimit.limiter",
-    "hotpath.ratelimit.limits",
-    "hotpath.ratelimit.memory",
-    "hotpath.ratelimit.policy",
-    "hotpath.ratelimit.redis_backend",
     "hotpath.resilience.contracts",
+    "hotpath.resilience.hub",
     "hotpath.resilience.local",
     "hotpath.resilience.machine",
     "hotpath.resilience.permits",
     "hotpath.resilience.policy",
     "hotpath.resilience.retry",
     "hotpath.resilience.shared",
+    "plugins.audit.plugin",
     "plugins.auth.keys",
     "plugins.auth.plugin",
     "plugins.auth.verifier",
@@ -52,12 +52,16 @@ MODULES: tuple[str, ...] = (
     "plugins.cache.local",
     "plugins.cache.plugin",
     "plugins.cache.policy",
-    "plugins.rate_limit",
+    "plugins.rate_limit.backends.base",
+    "plugins.rate_limit.backends.memory",
+    "plugins.rate_limit.backends.redis",
+    "plugins.rate_limit.limits",
+    "plugins.rate_limit.metrics",
+    "plugins.rate_limit.plugin",
+    "plugins.rate_limit.policy",
     "observability.access_log",
-    "observability.deferred_counters",
     "observability.gateway_telemetry",
     "observability.request_metrics",
-    "observability.telemetry",
 )
 
 

@@ -11,17 +11,16 @@ from typing import Annotated
 
 import msgspec
 
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+from hotpath.structs import Seconds, Strict
+
 Percent = Annotated[float, msgspec.Meta(gt=0, le=100)]
 
 IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE")
 
 
-class _Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
 
 
-class BreakerConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class BreakerConfig(Strict, frozen=True, kw_only=True):
     """When a service's breaker opens, how long it stays open and how it closes again.
 
     It opens when either trip rule fires: the failure rate over the sliding ``window``
@@ -69,7 +68,7 @@ class BreakerConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         return self.half_open_probes if self.half_open_probes is not None else self.successes_to_close
 
 
-class RetryBudgetConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class RetryBudgetConfig(Strict, frozen=True, kw_only=True):
     """Caps retries so they cannot multiply the load on a failing service.
 
     Per worker, retries in the last ``window`` seconds may be at most ``ratio`` of the
@@ -81,7 +80,7 @@ class RetryBudgetConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_onl
     window: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 10.0
 
 
-class RetryConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class RetryConfig(Strict, frozen=True, kw_only=True):
     """Retries of failed upstream attempts, within the route's total timeout.
 
     Retried: connection errors, 502, 503 and 504 (and 429 or timeouts if enabled), only

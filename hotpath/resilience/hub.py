@@ -21,51 +21,30 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, Final
 
-from hotpath.resilience.events import emit_transition
+from hotpath import metrics as m
+from hotpath.audit import AuditSink
 from hotpath.resilience.policy import BreakerPolicy
-from hotpath.resilience.shared import SharedBreaker
-from observability import metrics as m
-from observability.audit_event import AuditSink
+from hotpath.resilience.reporting import emit_transition
+from hotpath.resilience.scripts import BREAKER
+from hotpath.resilience.shared import Coordinator, Reply, SharedBreaker
 
-log = logging.getLogger("gatehouse.breaker")
+log: Final = logging.getLogger("gatehouse.breaker")
 
-SCRIPT = (Path(__file__).with_name("breaker.lua")).read_text(encoding="utf-8")
-MAINTENANCE_INTERVAL = 1.0
+MAINTENANCE_INTERVAL: Final = 1.0
 # Background calls may wait a little longer than admission-path ones before giving up.
-MIN_CALL_TIMEOUT = 0.25
-STOP_FLUSH_TIMEOUT = 1.0
+MIN_CALL_TIMEOUT: Final = 0.25
+STOP_FLUSH_TIMEOUT: Final = 1.0
 
 
-class Reply:
-    """breaker.lua's answer, decoded."""
-
-    __slots__ = ("epoch", "granted", "lease_wait", "old_state", "open_left", "probes_free", "reason", "state",
-                 "transition")
-
-    def __init__(self, raw: list[Any]) -> None:
-        self.state = int(raw[0])
-        self.epoch = int(raw[1])
-        self.open_left = int(raw[2]) / 1000.0
-        self.probes_free = int(raw[3])
-        self.lease_wait = int(raw[4]) / 1000.0
-        tr = raw[5]
-        self.transition = tr.decode() if isinstance(tr, bytes) else str(tr)
-        self.granted = bool(int(raw[6]))
-        reason = raw[7]
-        self.reason = reason.decode() if isinstance(reason, bytes) else str(reason)
-        self.old_state = int(raw[8])
-
-
-class BreakerHub:
+class BreakerHub(Coordinator):
     def __init__(self, redis: Any, *, prefix: str, audit: AuditSink, command_timeout: float) -> None:
         self._redis = redis
         self._prefix = prefix
         self.channel = f"{prefix}:events"
-        self._script = redis.register_script(SCRIPT)
+        self._script = redis.register_script(BREAKER)
         self._audit = audit
         self._timeout = max(command_timeout, MIN_CALL_TIMEOUT)
         self._token_prefix = f"{secrets.token_hex(6)}."

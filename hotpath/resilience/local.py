@@ -8,10 +8,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hotpath.audit import AuditSink, NullAuditSink
 from hotpath.resilience.contracts import Breaker, Outcome, Permit
-from hotpath.resilience.events import emit_transition
 from hotpath.resilience.machine import CLOSED, HALF_OPEN, OPEN, STATE_NAMES, BreakerMachine
-from hotpath.resilience.metrics import BreakerMetrics
 from hotpath.resilience.permits import (
     FAILED_OUTCOMES,
     EpochPermit,
@@ -21,7 +20,7 @@ from hotpath.resilience.permits import (
     verdict,
 )
 from hotpath.resilience.policy import BreakerPolicy
-from observability.audit_event import AuditSink, NullAuditSink
+from hotpath.resilience.reporting import BreakerMetrics, emit_transition
 
 Clock = Callable[[], float]
 

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hotpath import metrics as m
 from hotpath.resilience.config import RetryBudgetConfig, RetryConfig
 from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT, RetryPolicy
-from observability import metrics as m
 
 Clock = Callable[[], float]
 

@@ -22,18 +22,15 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from hotpath.audit import AuditSink
 from hotpath.resilience.contracts import Breaker, Outcome, Permit
 from hotpath.resilience.local import LocalBreaker
 from hotpath.resilience.machine import CLOSED, HALF_OPEN, OPEN, PROBE_CANCELLED, STATE_NAMES
-from hotpath.resilience.metrics import BreakerMetrics
 from hotpath.resilience.permits import EpochPermit, Rejection, verdict
 from hotpath.resilience.policy import BreakerPolicy
-from observability.audit_event import AuditSink
-
-if TYPE_CHECKING:
-    from hotpath.resilience.hub import BreakerHub
+from hotpath.resilience.reporting import BreakerMetrics
 
 log: Final = logging.getLogger("gatehouse.breaker")
 
@@ -43,6 +40,44 @@ _S: Final = ord("S")
 _F: Final = ord("F")
 # After a refused probe request, ask Redis again no sooner than this (or the next lease expiry).
 PROBE_RECHECK: Final = 0.5
+
+
+class Reply:
+    """breaker.lua's answer, decoded."""
+
+    __slots__ = ("epoch", "granted", "lease_wait", "old_state", "open_left", "probes_free", "reason", "state",
+                 "transition")
+
+    def __init__(self, raw: list[Any]) -> None:
+        self.state = int(raw[0])
+        self.epoch = int(raw[1])
+        self.open_left = int(raw[2]) / 1000.0
+        self.probes_free = int(raw[3])
+        self.lease_wait = int(raw[4]) / 1000.0
+        tr = raw[5]
+        self.transition = tr.decode() if isinstance(tr, bytes) else str(tr)
+        self.granted = bool(int(raw[6]))
+        reason = raw[7]
+        self.reason = reason.decode() if isinstance(reason, bytes) else str(reason)
+        self.old_state = int(raw[8])
+
+
+class Coordinator:
+    """What a shared breaker asks of its worker's hub (``hub.BreakerHub``): a base class, so
+    the hub knows the breakers and the breakers only this."""
+
+    def dirty(self, breaker: SharedBreaker) -> None:
+        """The breaker has outcomes to send."""
+        raise NotImplementedError
+
+    async def probe(self, breaker: SharedBreaker, token: str) -> Reply | None:
+        raise NotImplementedError
+
+    def probe_done(self, breaker: SharedBreaker, token: str, result: str) -> None:
+        raise NotImplementedError
+
+    async def reset(self, breaker: SharedBreaker) -> Reply | None:
+        raise NotImplementedError
 
 
 class SharedProbe(Permit):
@@ -94,7 +129,7 @@ class SharedBreaker(Breaker):
         self,
         name: str,
         policy: BreakerPolicy,
-        hub: BreakerHub,
+        hub: Coordinator,
         *,
         key: str,
         channel: str,

@@ -27,7 +27,6 @@ from typing import Final
 
 import httptools
 
-from hotpath.config.schema import PoolConfig, Timeouts
 from hotpath.upstream.client import (
     Body,
     UpstreamBodyError,
@@ -35,6 +34,7 @@ from hotpath.upstream.client import (
     UpstreamError,
     UpstreamTimeout,
 )
+from hotpath.upstream.config import PoolConfig, Timeouts
 
 # Response bytes buffered for a slow reader before the socket stops being read.
 READ_HIGH_WATER: Final = 256 * 1024

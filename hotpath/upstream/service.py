@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 
-from hotpath.config.schema import ServiceConfig
 from hotpath.resilience.contracts import Breaker, NoBreaker, NoRetry, RetryPolicy
 from hotpath.upstream.client import UpstreamClient
+from hotpath.upstream.config import ServiceConfig
 
 
 class Service:

@@ -23,6 +23,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hotpath.structs import Seconds, Strict
+
 Algorithm = Literal[
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"
 ]
@@ -30,7 +32,6 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 # RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output.
 HMAC_MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 # Claim names may be dotted paths into nested objects ("realm_access.roles").
 ClaimPath = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
 # Roles and scopes travel in headers (comma- and space-separated), so they are plain tokens.
@@ -39,8 +40,6 @@ PolicyName = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 TIER_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 
-class Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
 
 
 class PublicKey(Strict, frozen=True, kw_only=True):

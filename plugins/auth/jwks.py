@@ -22,9 +22,9 @@ from collections.abc import Callable
 import httpx
 import orjson
 
-from observability.metrics import JWKS_FETCHES
 from plugins.auth.config import ProviderConfig
 from plugins.auth.keys import UnusableKey, VerifyKey, parse_jwks
+from plugins.auth.metrics import JWKS_FETCHES
 
 log = logging.getLogger("gatehouse.auth")
 

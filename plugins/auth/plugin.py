@@ -12,16 +12,17 @@ from typing import Any, ClassVar, Final
 
 import msgspec
 
+from hotpath.audit import AuditType, Refusal
 from hotpath.context import RequestContext
-from hotpath.plugin import Plugin, PluginSetup
+from hotpath.deferred import deferred
+from hotpath.errors import CannedError
+from hotpath.plugin import CONTINUE, Plugin, PluginSetup, Verdict
 from hotpath.responses import LocalResponse
-from observability.audit_event import AuditType, event_for_request
-from observability.deferred_counters import deferred
-from observability.metrics import AUTH_DECISIONS
 from plugins.auth.config import AuthRouteConfig, AuthSettings
 from plugins.auth.errors import InvalidToken, KeysUnavailable, Reason, UnknownKey
+from plugins.auth.metrics import AUTH_DECISIONS
 from plugins.auth.provider import Provider, static_keys
-from plugins.auth.responses import AuthResponses, Canned
+from plugins.auth.responses import AuthResponses
 from plugins.auth.verifier import Verified
 
 _BEARER: Final = b"bearer "
@@ -38,7 +39,6 @@ class AuthPlugin(Plugin[AuthRouteConfig]):
         super().__init__(config, setup)
         settings = setup.settings if isinstance(setup.settings, AuthSettings) else AuthSettings()
         runtime = setup.runtime
-        self._runtime = runtime
         self._public = config.mode == "public"
         self._optional = config.mode == "optional"
         self._header = settings.header.lower().encode("ascii")
@@ -58,6 +58,7 @@ class AuthPlugin(Plugin[AuthRouteConfig]):
         self._forbidden = AUTH_DECISIONS.labels(route, "forbidden")
         self._unavailable = AUTH_DECISIONS.labels(route, "unavailable")
         self.provider: Provider | None = None
+        self._refusals = self._refusals_for(None)
         if self._public:
             return
         name = config.provider or settings.default_provider
@@ -78,6 +79,16 @@ class AuthPlugin(Plugin[AuthRouteConfig]):
 
         self.provider = runtime.singleton(f"auth.provider.{name}", make)
         self._verify = self.provider.verifier.verify
+        self._refusals = self._refusals_for(name)
+
+    @staticmethod
+    def _refusals_for(provider: str | None) -> dict[str, Refusal]:
+        """Why each 401 and 403 of this route refused, prepared for the audit plugin."""
+        details: dict[str, Any] | None = {"provider": provider} if provider is not None else None
+        out = {reason.value: Refusal(AuditType.AUTH_FAILURE, reason.value, details) for reason in Reason}
+        for word in ("missing_scope", "missing_role"):
+            out[word] = Refusal(AuditType.FORBIDDEN, word, details)
+        return out
 
     @classmethod
     def validate_settings(cls, settings: msgspec.Struct | None) -> None:
@@ -89,9 +100,9 @@ class AuthPlugin(Plugin[AuthRouteConfig]):
             except ValueError as exc:
                 raise ValueError(f"providers.{name}.{exc}") from None
 
-    async def on_request(self, ctx: RequestContext) -> LocalResponse | None:
+    async def on_request(self, ctx: RequestContext) -> Verdict:
         if self._public:
-            return None
+            return CONTINUE
         value: bytes | None = None
         name = self._header
         for k, v in ctx.headers:
@@ -103,10 +114,9 @@ class AuthPlugin(Plugin[AuthRouteConfig]):
         if value is None or value[:7].lower() != _BEARER:
             if self._optional:
                 self._anonymous.inc()
-                return None
+                return CONTINUE
             self._missing.inc()
-            self._audit(ctx, AuditType.AUTH_FAILURE, Reason.MISSING.value)
-            return self._responses.missing.response(ctx.request_id)
+            return self._responses.missing.response(ctx.request_id, self._refusals[Reason.MISSING.value])
         token = value[7:].strip()
         try:
             verified = self._verify(token)
@@ -127,7 +137,7 @@ class AuthPlugin(Plugin[AuthRouteConfig]):
             return self._deny(ctx, self._forbidden_role, "missing_role")
         ctx.upstream_headers.extend(verified.headers)
         self._allowed.inc()
-        return None
+        return CONTINUE
 
     async def _slow_path(self, ctx: RequestContext, token: bytes) -> Verified | LocalResponse:
         assert self.provider is not None
@@ -141,15 +151,8 @@ class AuthPlugin(Plugin[AuthRouteConfig]):
 
     def _fail(self, ctx: RequestContext, reason: Reason) -> LocalResponse:
         self._invalid.inc()
-        self._audit(ctx, AuditType.AUTH_FAILURE, reason.value)
-        return self._responses.invalid[reason].response(ctx.request_id)
+        return self._responses.invalid[reason].response(ctx.request_id, self._refusals[reason.value])
 
-    def _deny(self, ctx: RequestContext, canned: Canned, reason: str) -> LocalResponse:
+    def _deny(self, ctx: RequestContext, canned: CannedError, reason: str) -> LocalResponse:
         self._forbidden.inc()
-        self._audit(ctx, AuditType.FORBIDDEN, reason)
-        return canned.response(ctx.request_id)
-
-    def _audit(self, ctx: RequestContext, kind: AuditType, reason: str) -> None:
-        provider = self.provider
-        details: dict[str, Any] | None = {"provider": provider.name} if provider is not None else None
-        self._runtime.audit.emit(event_for_request(kind, ctx, reason, details))
+        return canned.response(ctx.request_id, self._refusals[reason])

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import msgspec
 
+from hotpath.structs import Strict
+
 MiB = 1024 * 1024
 
 # Statuses RFC 9111 calls heuristically cacheable, minus the error classes: the cache
@@ -14,7 +16,7 @@ MiB = 1024 * 1024
 DEFAULT_STATUSES = (200, 203, 204, 300, 301, 308)
 
 
-class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class CacheConfig(Strict, frozen=True, kw_only=True):
     # Longest time an entry is served; upstream max-age / s-maxage can only shorten it.
     ttl: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
     # The response is the same for every caller: leave the caller's identity out of the
@@ -43,7 +45,7 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
             raise ValueError("statuses: list at least one status to cache")
 
 
-class CacheSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class CacheSettings(Strict, frozen=True, kw_only=True):
     # Per-worker tier bounds, across every cached route.
     local_max_bytes: Annotated[int, msgspec.Meta(ge=0, le=16 * 1024 * MiB)] = 64 * MiB
     local_max_entries: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 10_000

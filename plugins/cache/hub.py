@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 import orjson
 
-from observability.metrics import REDIS_ERRORS
+from hotpath.metrics import REDIS_ERRORS
 from plugins.cache.backends import ProcessTier, RedisTier, SharedTier
 from plugins.cache.config import CacheSettings
 from plugins.cache.entry import Entry, decode, encode

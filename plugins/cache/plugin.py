@@ -15,24 +15,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
-from hotpath.context import Header, RequestContext
-from hotpath.plugin import BodyTap, Plugin, PluginSetup
+from hotpath.context import Header, RequestContext, StateKey
+from hotpath.deferred import DeferredCounter, deferred
+from hotpath.plugin import BodyTap, Plugin, PluginSetup, Verdict
 from hotpath.responses import LocalResponse, ResponseHead
-from observability.deferred_counters import DeferredCounter, deferred
-from observability.metrics import CACHE_REQUESTS, CACHE_STORES
 from plugins.cache.backends.redis import NO_VARY
 from plugins.cache.config import CacheConfig, CacheSettings
 from plugins.cache.entry import Entry
 from plugins.cache.hub import CacheHub, Led
 from plugins.cache.local import ENTRY, PASS, SPEC, Slot
+from plugins.cache.metrics import CACHE_REQUESTS, CACHE_STORES
 from plugins.cache.policy import judge, sorted_query
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
 
-NOTE: Final = "gatehouse.cache"
+OUTCOME: Final = "cache"
 X_CACHE_HIT: Final = (b"x-cache", b"HIT")
 X_CACHE_MISS: Final = (b"x-cache", b"MISS")
 # Never stored: per-request identifiers, and what the cache itself adds on a hit.
@@ -69,6 +69,10 @@ class _Miss:
         self.fut = fut
 
 
+# A miss this worker leads: from the request phase to the end of the response body.
+MISS: Final = StateKey[_Miss]("cache.miss")
+
+
 class CachePlugin(Plugin[CacheConfig]):
     name: ClassVar[str] = "cache"
     # After auth (identity is part of the key) and rate limiting (a hit still counts).
@@ -98,7 +102,7 @@ class CachePlugin(Plugin[CacheConfig]):
 
     # -- request phase -----------------------------------------------------------------
 
-    async def on_request(self, ctx: RequestContext) -> LocalResponse | None:
+    async def on_request(self, ctx: RequestContext) -> Verdict:
         method = ctx.method
         if method != "GET" and method != "HEAD":
             return None
@@ -162,10 +166,7 @@ class CachePlugin(Plugin[CacheConfig]):
                         return self._hit(ctx, entry, self._coalesced, "coalesced")
             else:
                 fut = hub.lead(primary)
-        notes = ctx.notes
-        if notes is None:
-            ctx.notes = notes = {}
-        notes[NOTE] = _Miss(primary, tag, primary, fut)
+        ctx.put(MISS, _Miss(primary, tag, primary, fut))
         self._count_miss(ctx)
         return None
 
@@ -178,25 +179,25 @@ class CachePlugin(Plugin[CacheConfig]):
 
     def _hit(self, ctx: RequestContext, entry: Entry, counter: DeferredCounter, status: str) -> LocalResponse:
         counter.inc()
-        ctx.cache_status = status
+        ctx.report(OUTCOME, status)
         age = int(self.hub.clock.now() - entry.stored_at)
         headers = [*entry.headers, X_CACHE_HIT, (b"age", str(age if age > 0 else 0).encode())]
         return LocalResponse(entry.status, headers, entry.body)
 
     def _bypass(self, ctx: RequestContext) -> None:
         self._bypasses.inc()
-        ctx.cache_status = "bypass"
+        ctx.report(OUTCOME, "bypass")
         ctx.response_headers.append(X_CACHE_MISS)
 
     def _count_miss(self, ctx: RequestContext) -> None:
         self._misses.inc()
-        ctx.cache_status = "miss"
+        ctx.report(OUTCOME, "miss")
         ctx.response_headers.append(X_CACHE_MISS)
 
     # -- response phase ----------------------------------------------------------------
 
     async def on_response(self, ctx: RequestContext, head: ResponseHead) -> BodyTap | None:
-        miss = _state(ctx)
+        miss = ctx.get(MISS)
         if miss is None:
             return None
         cfg = self.config
@@ -220,7 +221,7 @@ class CachePlugin(Plugin[CacheConfig]):
     def on_log(self, ctx: RequestContext) -> None:
         # The request may have ended before a response (upstream error, client gone):
         # followers must not wait for a leader that will never store anything.
-        miss = _state(ctx)
+        miss = ctx.get(MISS)
         if miss is not None and miss.fut is not None and not miss.fut.done():
             self._release(miss, None)
 
@@ -263,15 +264,7 @@ def _upstream_headers(headers: list[Header], per_request: tuple[Header, ...]) ->
     return tuple(kept)
 
 
-def _state(ctx: RequestContext) -> _Miss | None:
-    notes = ctx.notes
-    if notes is None:
-        return None
-    miss: Any = notes.get(NOTE)
-    return miss if isinstance(miss, _Miss) else None
-
-
-class _Capture:
+class _Capture(BodyTap):
     """Buffers a storable body up to ``max_entry_bytes``; stores it if it completes."""
 
     __slots__ = ("_ctx", "_head", "_limit", "_miss", "_parts", "_per_request", "_plugin", "_size",

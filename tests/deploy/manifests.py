@@ -21,7 +21,7 @@ from unittest import mock
 
 import yaml
 
-from hotpath.config.loader import LoadedConfig, load_config_text
+from controlplane.config.loader import LoadedConfig, load_config_text
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"

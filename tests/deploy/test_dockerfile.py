@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hotpath import cli
+from controlplane import cli
 from tests.deploy.manifests import (
     DOCKERFILE,
     REPO,
@@ -82,7 +82,7 @@ def test_the_runtime_user_loads_the_compiled_hot_path_at_build_time(dockerfile: 
 def test_entrypoint_is_the_projects_run_command(dockerfile: Dockerfile) -> None:
     entrypoint = exec_form(dockerfile.final.last("ENTRYPOINT") or "")
     assert entrypoint == ["gatehouse", "run"]
-    assert PYPROJECT["project"]["scripts"]["gatehouse"] == "hotpath.cli:main"
+    assert PYPROJECT["project"]["scripts"]["gatehouse"] == "controlplane.cli:main"
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_info:
         cli.main([*entrypoint[1:], "--help"])

@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from hotpath.config.loader import RESERVED_PATHS
-from hotpath.config.schema import RedisConfig
-from hotpath.state.shared import is_cluster
+from controlplane.config.loader import RESERVED_PATHS
+from hotpath.redis.config import RedisConfig
+from hotpath.redis.state import is_cluster
 from observability import metrics
 from tests.deploy.manifests import EXTERNAL_SECRETS, K8S, Doc, Manifests, gateway_config, labels_match, pod_environment
 

@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from hotpath.cli import check_state_backend
-from hotpath.config.loader import LoadedConfig
+from controlplane.cli import check_state_backend
+from controlplane.config.loader import LoadedConfig
 from tests.deploy.manifests import (
     EXTERNAL_SECRETS,
     Dockerfile,
@@ -131,12 +131,11 @@ def test_the_gateway_builds_from_the_shipped_config(overlay: Manifests, pod_env:
     (an HS256 secret of 32+ bytes, known policies) with the pod's environment. Built on
     the in-process backend so no Redis client is made here (tests/deploy/test_as_deployed.py
     runs the same config against a real Redis)."""
-    from hotpath.build import build_gateway
-    from hotpath.runtime import WorkerRuntime
+    from controlplane.build import build_gateway, new_runtime
 
     loaded = gateway_config(overlay, pod_env, overrides={"state.backend": "memory"})
     with in_pod_environment(pod_env):
-        gateway, services = build_gateway(loaded, WorkerRuntime(loaded))
+        gateway, services = build_gateway(loaded, new_runtime(loaded))
     assert set(services) == set(loaded.services)
     assert {r["name"] for r in gateway.table.describe()} == {r.config.name for r in loaded.routes}
 

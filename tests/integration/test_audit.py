@@ -15,7 +15,7 @@ import httpx
 import jwt
 import pytest
 
-from observability.audit_event import hash_user
+from hotpath.audit import hash_user
 from tests.conftest import GatewayFactory
 from tests.support.audit_sink import AuditSinkServer
 from tests.support.processes import Gateway, Upstream

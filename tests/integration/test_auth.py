@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.conftest import GatewayFactory
 from tests.support.jwks_server import JwksServer, SigningKey
 from tests.support.processes import Gateway, Upstream, free_port
-from tests.unit.auth.conftest import b64, forge
+from tests.unit.plugins.auth.conftest import b64, forge
 
 pytestmark = pytest.mark.integration
 

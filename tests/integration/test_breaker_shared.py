@@ -18,14 +18,14 @@ import coredis
 import msgspec
 import pytest
 
+from hotpath.audit import AuditEvent, AuditType
 from hotpath.errors import GatewayError
 from hotpath.resilience.config import BreakerConfig
 from hotpath.resilience.contracts import Outcome
 from hotpath.resilience.hub import BreakerHub
 from hotpath.resilience.policy import BreakerPolicy
 from hotpath.resilience.shared import SharedBreaker
-from observability import metrics
-from observability.audit_event import AuditEvent, AuditType
+from hotpath import metrics
 from tests.support.processes import RedisServer
 
 pytestmark = [

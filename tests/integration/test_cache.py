@@ -197,14 +197,14 @@ def _warm_both_workers(url: str) -> bytes:
 _INVALIDATE = """
 import asyncio, json, sys, warnings
 warnings.simplefilter("ignore")
-from hotpath.build import build_gateway
-from hotpath.config.loader import load_config
-from hotpath.runtime import WorkerRuntime
+from controlplane.build import build_gateway
+from controlplane.config.loader import load_config
+from controlplane.build import new_runtime
 from plugins.cache import invalidate
 
 async def main():
     loaded = load_config(sys.argv[1])
-    runtime = WorkerRuntime(loaded)
+    runtime = new_runtime(loaded)
     build_gateway(loaded, runtime)
     await runtime.start()
     try:

@@ -151,7 +151,7 @@ def test_the_build_is_readable_by_the_user_that_runs_the_gateway(native_build: P
 
 
 def _native_status(**env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hotpath.cli", "native", "status"], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "controlplane.cli", "native", "status"], cwd=REPO,
                           env=_clean_env(**env), capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hotpath.ratelimit.policy import caller_id
+from plugins.rate_limit.policy import caller_id
 from tests.conftest import GatewayFactory
 from tests.support.processes import Gateway, RedisCluster, RedisServer, Upstream
 from tests.support.prom import value

@@ -247,7 +247,7 @@ class Gateway:
             self._drain = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=self._log, **spawn_group())
             out = self._drain.stdin
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hotpath.cli", "run", "-c", str(self.config_path)],
+            [sys.executable, "-m", "controlplane.cli", "run", "-c", str(self.config_path)],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, **spawn_group(), env=full_env,
         )
         if self._drain is not None and self._drain.stdin is not None:

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from hotpath.demo_upstream import lifespan
+from controlplane.demo_upstream import lifespan
 
 _state: dict[str, Any] = {"mode": "ok", "status": 500, "delay": 1.0}
 _seen: Counter[str] = Counter()

@@ -15,11 +15,12 @@ from prometheus_client import CollectorRegistry, Counter
 from hotpath.context import Identity, RequestContext
 from observability.access_log import AccessLog, UserHasher
 from observability.config import AccessLogConfig
+from tests.support.requests import make_ctx
 
 
 def _ctx(status: int = 200) -> RequestContext:
-    ctx = RequestContext({}, None, "GET", "/api/x", b"token=abc", [(b"authorization", b"Bearer t")], "10.0.0.1",
-                         "rid1", "cid1", 0.0)
+    ctx = make_ctx("GET", "/api/x", query=b"token=abc", headers=[(b"authorization", b"Bearer t")], ip="10.0.0.1",
+                   request_id="rid1", correlation_id="cid1", started=0.0)
     ctx.status = status
     ctx.identity = Identity("alice", "free")
     ctx.upstream_url = "http://10.0.0.9:8000/x?token=abc"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from hotpath.audit import AuditEvent, AuditType, hash_user, set_user_hash_key
 from observability.audit import AuditDelivery, create_audit_sink
 from observability.audit_config import AuditConfig
-from observability.audit_event import AuditEvent, AuditType, hash_user, set_user_hash_key
 from tests.support.audit_sink import AuditSinkServer
 
 

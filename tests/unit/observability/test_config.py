@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from hotpath.config.errors import ConfigError
-from hotpath.config.loader import load_config
+from controlplane.config.errors import ConfigError
+from controlplane.config.loader import load_config
+from tests.support.paths import BAD_CONFIGS
 
-BAD = Path(__file__).resolve().parents[2] / "fixtures" / "bad_configs" / "observability"
+BAD = BAD_CONFIGS / "observability"
 
 
 @pytest.mark.parametrize(

@@ -5,25 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from time import perf_counter
 
 from prometheus_client import REGISTRY
 
-from hotpath.context import RequestContext
+from hotpath.context import RequestContext, RouteInfo
 from observability.config import AccessLogConfig, MetricsConfig, ObservabilityConfig, TracingConfig
 from observability.gateway_telemetry import GatewayTelemetry
+from tests.support.requests import make_ctx
 
 ROUTE, SERVICE = "unit-telemetry", "unit-telemetry-svc"
-
-
-class _Service:
-    name = SERVICE
-
-
-class _Route:
-    name = ROUTE
-    path = "/unit"
-    service = _Service()
 
 
 def _telemetry(interval: float) -> GatewayTelemetry:
@@ -36,8 +26,8 @@ def _telemetry(interval: float) -> GatewayTelemetry:
 
 
 def _ctx() -> RequestContext:
-    ctx = RequestContext({}, None, "GET", "/unit/x", b"", [], "127.0.0.1", "rid", None, perf_counter())
-    ctx.route = _Route()  # type: ignore[assignment]
+    ctx = make_ctx("GET", "/unit/x")
+    ctx.route = RouteInfo(ROUTE, "/unit", SERVICE)
     return ctx
 
 

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from observability import metrics
+from tests.support.paths import REPO
 
-ROOT = Path(metrics.__file__).parent
+ROOT = REPO / "observability"
+# Every module that defines metric families: the core's, observability's and each plugin's.
+METRIC_MODULES = ("hotpath/metrics.py", "observability/metrics.py", *(
+    str(p.relative_to(REPO)) for p in sorted((REPO / "plugins").glob("*/metrics.py"))))
 NAME = re.compile(r"\bgatehouse_[a-z0-9_]+\b")
 LABEL_MATCHERS = re.compile(r"\{[^}]*\}")
 
 
 def exported_series() -> dict[str, set[str]]:
-    """Series name -> label names, for every family defined in observability/metrics.py."""
+    """Series name -> label names, for every family the gateway defines."""
     out: dict[str, set[str]] = {}
-    for obj in vars(metrics).values():
+    families = [obj for path in METRIC_MODULES
+                for obj in vars(importlib.import_module(path.removesuffix(".py").replace("/", "."))).values()]
+    for obj in families:
         if not isinstance(obj, MetricWrapperBase):
             continue
         name, kind, labels = obj._name, obj._type, set(obj._labelnames)

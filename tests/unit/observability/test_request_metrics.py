@@ -14,13 +14,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from hotpath.deferred import HistogramAccumulator, HistogramLayoutError
 from observability import metrics
-from observability.request_metrics import (
-    HistogramAccumulator,
-    HistogramLayoutError,
-    RequestFamilies,
-    RequestMetrics,
-)
+from observability.request_metrics import RequestFamilies, RequestMetrics
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -7,6 +7,7 @@ import random
 from hotpath.context import RequestContext
 from observability.config import TracingConfig
 from observability.tracing import Tracing, TracingSettings, parse_traceparent
+from tests.support.requests import make_ctx
 
 
 def _tracing(ratio: float) -> Tracing:
@@ -14,7 +15,7 @@ def _tracing(ratio: float) -> Tracing:
 
 
 def _ctx() -> RequestContext:
-    return RequestContext({}, None, "GET", "/x", b"", [], "127.0.0.1", "rid", None, 0.0)
+    return make_ctx("GET", "/x", started=0.0)
 
 
 def test_an_unsampled_root_gets_a_fresh_valid_traceparent() -> None:

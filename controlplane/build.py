@@ -1,0 +1,128 @@
+"""Compile a validated configuration into a worker's runtime objects, once.
+
+``build_gateway`` creates per-service pooled clients, the plugin instances of every route,
+each route's per-phase chain and the immutable route table. It does no I/O: connections
+and background tasks start with ``WorkerRuntime.start`` in the lifespan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from controlplane.breakers import attach_resilience
+from controlplane.config.errors import ConfigError
+from controlplane.config.loader import LoadedConfig
+from hotpath.audit import NullAuditSink
+from hotpath.context import RouteInfo
+from hotpath.gateway import Gateway
+from hotpath.headers import RequestHeaderPolicy, TrustedProxies
+from hotpath.plugin import Chain, Plugin, PluginSetup
+from hotpath.proxy import Proxy
+from hotpath.redis.state import SharedState
+from hotpath.router import Route, RouteTable
+from hotpath.runtime import WorkerRuntime
+from hotpath.upstream.client import UpstreamClient
+from hotpath.upstream.config import ServiceConfig
+from hotpath.upstream.h1_client import H1UpstreamClient
+from hotpath.upstream.service import Service
+
+ClientFactory = Callable[[ServiceConfig], UpstreamClient]
+
+# The plugin every route gets once audit events have somewhere to go, unless the route
+# configures it or switches it off (``audit: false``): refusals are then recorded as before
+# routes could choose.
+IMPLICIT_AUDIT = "audit"
+
+
+def default_client(config: ServiceConfig) -> UpstreamClient:
+    return H1UpstreamClient(config.timeouts, config.pool)
+
+
+def new_runtime(loaded: LoadedConfig, **parts: Any) -> WorkerRuntime:
+    """A worker's runtime for this configuration (telemetry and audit sink optional)."""
+    state = SharedState("redis" if loaded.state_backend == "redis" else "memory", loaded.gateway.redis)
+    return WorkerRuntime(state, workers=loaded.gateway.server.workers, **parts)
+
+
+def build_services(
+    loaded: LoadedConfig, runtime: WorkerRuntime, client_factory: ClientFactory = default_client
+) -> dict[str, Service]:
+    services: dict[str, Service] = {}
+    for name, cfg in loaded.services.items():
+        svc = Service(name, cfg, client_factory(cfg))
+        attach_resilience(svc, runtime)
+        services[name] = svc
+
+    async def start_clients() -> None:
+        for svc in services.values():
+            await svc.client.start()
+
+    async def close_clients() -> None:
+        for svc in services.values():
+            await svc.client.close()
+
+    runtime.on_startup(start_clients)
+    runtime.on_shutdown(close_clients)
+    return services
+
+
+def _plugins_of(loaded: LoadedConfig, index: int, runtime: WorkerRuntime) -> list[tuple[type[Plugin[Any]], Any]]:
+    vr = loaded.routes[index]
+    plugins = list(vr.plugins)
+    named = {cls.name for cls, _ in plugins} | vr.switched_off
+    audit = loaded.registry.get(IMPLICIT_AUDIT)
+    if audit is not None and IMPLICIT_AUDIT not in named and not isinstance(runtime.audit, NullAuditSink):
+        plugins.append((audit, audit.config_type()))
+    return plugins
+
+
+def build_routes(loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[str, Service]) -> RouteTable:
+    routes: list[Route] = []
+    for i, vr in enumerate(loaded.routes):
+        rc = vr.config
+        info = RouteInfo(rc.name, rc.path, rc.service, rc.methods)
+        instances: list[Plugin[Any]] = []
+        for cls, cfg in _plugins_of(loaded, i, runtime):
+            setup = PluginSetup(info, loaded.plugin_settings.get(cls.name), runtime)
+            try:
+                plugin = cls(cfg, setup)
+                plugin.check()
+            except ValueError as exc:
+                raise ConfigError(loaded.file, f"routes[{i}].plugins.{cls.name}", str(exc)) from None
+            instances.append(plugin)
+        service = services[rc.service]
+        routes.append(
+            Route(
+                info,
+                match=rc.match,
+                service=service,
+                strip_prefix=rc.strip_prefix,
+                upstream_prefix=rc.upstream_prefix,
+                timeout=rc.timeout or service.config.timeouts.total,
+                max_body_bytes=rc.max_body_bytes,
+                retry_non_idempotent=rc.retry_non_idempotent,
+                chain=Chain(instances),
+            )
+        )
+    return RouteTable(routes)
+
+
+def build_gateway(
+    loaded: LoadedConfig, runtime: WorkerRuntime, client_factory: ClientFactory = default_client
+) -> tuple[Gateway, dict[str, Service]]:
+    server = loaded.gateway.server
+    services = build_services(loaded, runtime, client_factory)
+    table = build_routes(loaded, runtime, services)
+    trusted = TrustedProxies(server.trusted_proxies)
+    policy = RequestHeaderPolicy(server.identity_headers, trusted)
+    gateway = Gateway(
+        table,
+        Proxy(policy, runtime.telemetry),
+        runtime.telemetry,
+        trusted,
+        max_uri_bytes=server.max_uri_bytes,
+        max_header_bytes=server.max_header_bytes,
+        keep_encoded_slash=server.encoded_slash == "keep",
+    )
+    return gateway, services

@@ -1,0 +1,321 @@
+"""``gatehouse``: run, check, demo, native.
+
+``run`` validates the configuration in the main process (so a bad file stops startup with
+one clear message, not one traceback per worker), then starts Granian with N BlackSheep
+ASGI workers on uvloop. Flags override environment variables, which override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from controlplane.config.errors import ConfigError
+from controlplane.config.loader import LoadedConfig, load_config
+from controlplane.lifecycle import RUN_DIR_ENV, begin_drain
+
+DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "gatehouse.yaml"
+DEMO_UPSTREAM_PORT = 9001
+PRE_FORK_HOOKS: list[Any] = []  # observability registers multiprocess-metrics setup here
+
+
+def _shared_state_users(loaded: LoadedConfig) -> list[str]:
+    users: list[str] = []
+    for vr in loaded.routes:
+        for cls, _ in vr.plugins:
+            if getattr(cls, "shared_state", False):
+                users.append(f"routes '{vr.config.name}' plugin '{cls.name}'")
+    for name, svc in loaded.services.items():
+        if svc.breaker:
+            users.append(f"service '{name}' circuit breaker")
+    return users
+
+
+def check_state_backend(loaded: LoadedConfig, workers: int) -> str:
+    """Refuse silent per-worker limits; return the banner line about state."""
+    if loaded.state_backend == "redis":
+        return f"shared state: Redis at {_redact(loaded.gateway.redis.url or '')} (exact across workers and pods)"
+    users = _shared_state_users(loaded)
+    if users and workers > 1:
+        raise ConfigError(
+            loaded.file,
+            "server.workers",
+            f"the in-process state backend keeps rate limits and breakers per process, so with {workers} "
+            f"workers every limit would be {workers}x too loose ({', '.join(users[:3])}). Set REDIS_URL "
+            "(or redis.url) to share state exactly, or run with --workers 1.",
+        )
+    return (
+        "shared state: in-process (no Redis configured). Limits and breakers are exact for this single "
+        "process only; they are not shared with other pods. Set REDIS_URL to share them."
+    )
+
+
+def _redact(url: str) -> str:
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _make_server(loaded: LoadedConfig, run_dir: Path) -> Any:
+    from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
+    from granian.server.mp import MPServer
+
+    server = loaded.gateway.server
+    drain_delay = server.drain_delay
+
+    class GatehouseServer(MPServer):
+        """Granian's multi-process server, with a drain phase before accept stops."""
+
+        _draining = False
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            if self._draining or drain_delay <= 0:
+                begin_drain(run_dir)
+                super().signal_handler_interrupt(*args, **kwargs)  # type: ignore[no-untyped-call]
+                return
+            self._draining = True
+            begin_drain(run_dir)
+            print(f"gatehouse: draining for {drain_delay:g}s before closing listeners", file=sys.stderr)
+            stop = super().signal_handler_interrupt
+            timer = threading.Timer(drain_delay, stop)
+            timer.daemon = True
+            timer.start()
+
+        # Workers that exit (crashed and respawned, or stopped) get their live gauges removed
+        # from the multiprocess metrics; their counters stay in the sum.
+        def _respawn_workers(self, workers: Any, *args: Any, **kwargs: Any) -> Any:
+            from observability.multiproc import mark_dead
+
+            old = [self.wrks[idx]._id() for idx in workers if idx < len(self.wrks)]
+            try:
+                return super()._respawn_workers(workers, *args, **kwargs)
+            finally:
+                mark_dead(old)
+
+        def _stop_workers(self) -> Any:
+            from observability.multiproc import mark_dead
+
+            old = [w._id() for w in self.wrks]  # type: ignore[no-untyped-call]
+            try:
+                return super()._stop_workers()  # type: ignore[no-untyped-call]
+            finally:
+                mark_dead(old)
+
+    return GatehouseServer(
+        "controlplane.worker:create_app",
+        address=server.host,
+        port=server.port,
+        interface=Interfaces.ASGI,
+        workers=server.workers,
+        loop=Loops.uvloop,
+        factory=True,
+        backlog=server.backlog,
+        backpressure=server.backpressure,
+        http1_settings=HTTP1Settings(max_buffer_size=max(server.max_header_bytes + server.max_uri_bytes, 65_536)),
+        respawn_failed_workers=server.respawn_failed_workers,
+        respawn_interval=1.0,
+        workers_kill_timeout=math.ceil(server.shutdown_grace),
+        log_access=False,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hotpath.native.loader import status as native_status
+
+    native = native_status()
+    if native.error:
+        print(f"gatehouse: {native.error}", file=sys.stderr)
+        return 2
+    # First: prometheus-client chooses per-process files only if this is set before it is
+    # imported, and Granian forks the workers from this process.
+    from observability.multiproc import prepare_dir
+
+    prepare_dir()
+    for flag, var in (("host", "GATEHOUSE_HOST"), ("port", "GATEHOUSE_PORT"), ("workers", "GATEHOUSE_WORKERS")):
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ[var] = str(value)
+    config_path = str(Path(args.config).resolve())
+    try:
+        loaded = load_config(config_path)
+        state_line = check_state_backend(loaded, loaded.gateway.server.workers)
+        # Build once in the main process too: plugin constructors validate cross-field rules.
+        from controlplane.build import build_gateway, new_runtime
+
+        build_gateway(loaded, new_runtime(loaded))
+        from controlplane.admin.build import admin_token
+        from controlplane.worker import build_telemetry
+
+        build_telemetry(loaded)
+        admin_token(loaded)
+    except ConfigError as exc:
+        print(f"gatehouse: configuration error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = Path(tempfile.mkdtemp(prefix="gatehouse-run-"))
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    os.environ["GATEHOUSE_CONFIG"] = config_path
+    for hook in PRE_FORK_HOOKS:
+        hook(loaded, run_dir)
+    server = loaded.gateway.server
+    # Before the fork: the workers inherit Granian's module with the glue replaced.
+    from hotpath.granian_glue import install as install_glue
+
+    glue_skipped = install_glue()
+    print(
+        f"gatehouse: listening on http://{server.host}:{server.port} with {server.workers} worker(s); "
+        f"{len(loaded.routes)} route(s), {len(loaded.services)} service(s) from {config_path}\n"
+        f"gatehouse: {state_line}\n"
+        f"gatehouse: {native.describe()}"
+        + (f"\ngatehouse: Granian's stock ASGI glue: {glue_skipped}" if glue_skipped else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    _make_server(loaded, run_dir).serve()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import orjson
+
+    try:
+        loaded = load_config(str(Path(args.config).resolve()))
+        from controlplane.build import build_gateway, new_runtime
+
+        gateway, _ = build_gateway(loaded, new_runtime(loaded))
+        check_state_backend(loaded, loaded.gateway.server.workers)
+    except ConfigError as exc:
+        print(f"gatehouse: configuration error: {exc}", file=sys.stderr)
+        return 2
+    table = gateway.table.describe()
+    if args.json:
+        sys.stdout.write(orjson.dumps(table, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    print(f"{loaded.file}: OK, {len(table)} route(s), state backend: {loaded.state_backend}")
+    width = max((len(r["name"]) for r in table), default=4)
+    for r in table:
+        methods = ",".join(r["methods"])
+        print(
+            f"  {r['name']:<{width}}  {r['match']:<6} {r['path']:<28} {methods:<18} -> {r['service']}"
+            f"{r['upstream'] if r['upstream'] != r['path'] else ''}  plugins: {', '.join(r['plugins']) or '-'}"
+        )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The demo upstream plus the gateway on the embedded example configuration."""
+    os.environ.setdefault("DEMO_SERVICE_URL", f"http://127.0.0.1:{DEMO_UPSTREAM_PORT}")
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "controlplane.demo_upstream", "--port", str(DEMO_UPSTREAM_PORT)],
+    )
+    try:
+        time.sleep(0.5)
+        if upstream.poll() is not None:
+            print("gatehouse: the demo upstream failed to start", file=sys.stderr)
+            return 1
+        if args.workers is None:
+            args.workers = 2 if os.environ.get("REDIS_URL") else 1
+        args.config = str(DEFAULT_CONFIG)
+        print(
+            f"gatehouse: demo upstream on http://127.0.0.1:{DEMO_UPSTREAM_PORT}; try:\n"
+            f"  curl -i http://127.0.0.1:{args.port or 8080}/api/hello     (rate-limited: 5/s, burst 10)\n"
+            f"  curl -i http://127.0.0.1:{args.port or 8080}/cached/hello  (X-Cache: MISS, then HIT)\n"
+            f"  curl -N http://127.0.0.1:{args.port or 8080}/api/events    (server-sent events)",
+            file=sys.stderr,
+        )
+        return cmd_run(args)
+    finally:
+        upstream.send_signal(signal.SIGTERM)
+        try:
+            upstream.wait(5)
+        except subprocess.TimeoutExpired:
+            upstream.kill()
+
+
+def cmd_native(args: argparse.Namespace) -> int:
+    from hotpath.native import manifest
+    from hotpath.native.loader import check, status
+
+    if args.action == "build":
+        from controlplane.native_build import BuildError, build
+
+        out = Path(args.out) if args.out else manifest.native_dir()
+        print(f"gatehouse: compiling {len(manifest.MODULES)} modules with mypyc into {out} ...", file=sys.stderr)
+        try:
+            build(out)
+        except BuildError as exc:
+            print(f"gatehouse: native build failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"gatehouse: native build ready in {out}", file=sys.stderr)
+        return 0
+    current = status()
+    directory = Path(args.out) if args.out else manifest.native_dir()
+    files, reason = check(directory, manifest.source_root())
+    print(f"mode: {current.mode} ({current.describe()} in this process)")
+    print(f"build in {directory}: {'usable, ' + reason if files is not None else reason}")
+    if current.error:
+        print(f"gatehouse: {current.error}", file=sys.stderr)
+        return 1
+    if files is None:
+        return 1
+    if current.active and directory.resolve() == Path(current.directory).resolve():
+        # Usable on paper is not enough: load every module, as this user, the way a worker does.
+        failure = _import_compiled(manifest.MODULES, manifest.ext_suffix())
+        if failure:
+            print(f"gatehouse: the native build does not load: {failure}", file=sys.stderr)
+            return 1
+        print(f"loaded: all {len(manifest.MODULES)} compiled modules")
+    return 0
+
+
+def _import_compiled(modules: tuple[str, ...], suffix: str) -> str | None:
+    import importlib
+
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:  # any failure to load is the answer
+            return f"{name}: {type(exc).__name__}: {exc}"
+        if not str(getattr(module, "__file__", "")).endswith(suffix):
+            return f"{name} was loaded from {module.__file__}, not from the build"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gatehouse", description="Gatehouse API gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the gateway")
+    run.add_argument("-c", "--config", required=True, help="YAML configuration file")
+    demo = sub.add_parser("demo", help="start a demo upstream and the gateway on the embedded example config")
+    for p in (run, demo):
+        p.add_argument("--workers", type=int, help="worker processes (env GATEHOUSE_WORKERS)")
+        p.add_argument("--host", help="listen address (env GATEHOUSE_HOST)")
+        p.add_argument("--port", type=int, help="listen port (env GATEHOUSE_PORT)")
+    check = sub.add_parser("check", help="validate a config and print the compiled route table")
+    check.add_argument("-c", "--config", required=True)
+    check.add_argument("--json", action="store_true", help="print the route table as JSON")
+    native = sub.add_parser("native", help="compile the hot path with mypyc, or report whether a build is usable")
+    native.add_argument("action", choices=("build", "status"))
+    native.add_argument("--out", help="build directory (env GATEHOUSE_NATIVE_DIR; default hotpath/native/lib)")
+    args = parser.parse_args(argv)
+    if args.command == "native":
+        return cmd_native(args)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "demo":
+        return cmd_demo(args)
+    return cmd_check(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

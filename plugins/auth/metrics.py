@@ -1,0 +1,9 @@
+"""The auth plugin's metric families."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+AUTH_DECISIONS = Counter("gatehouse_auth_decisions", "Authentication outcomes.", ("route", "outcome"))
+
+JWKS_FETCHES = Counter("gatehouse_jwks_fetches", "JWKS fetches, by result.", ("provider", "result"))
