@@ -35,6 +35,8 @@ MODULES: tuple[str, ...] = (
     "hotpath.telemetry",
     "hotpath.upstream.client",
     "hotpath.upstream.h1_client",
+    "hotpath.upstream.h1_connection",
+    "hotpath.upstream.h1_pool",
     "hotpath.upstream.service",
     "hotpath.resilience.contracts",
     "hotpath.resilience.hub",

@@ -19,7 +19,8 @@ import pytest
 
 from hotpath.upstream.client import UpstreamBodyError, UpstreamConnectError, UpstreamTimeout
 from hotpath.upstream.config import PoolConfig, Timeouts
-from hotpath.upstream.h1_client import H1UpstreamClient, UpstreamProtocolError
+from hotpath.upstream.h1_client import H1UpstreamClient
+from hotpath.upstream.h1_connection import UpstreamProtocolError
 from tests.support.processes import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Request"], Awaitable[bool]]
