@@ -18,6 +18,7 @@ import coredis
 import msgspec
 import pytest
 
+from hotpath import metrics
 from hotpath.audit import AuditEvent, AuditType
 from hotpath.errors import GatewayError
 from hotpath.resilience.config import BreakerConfig
@@ -25,7 +26,6 @@ from hotpath.resilience.contracts import Outcome
 from hotpath.resilience.hub import BreakerHub
 from hotpath.resilience.policy import BreakerPolicy
 from hotpath.resilience.shared import SharedBreaker
-from hotpath import metrics
 from tests.support.processes import RedisServer
 
 pytestmark = [
