@@ -8,24 +8,21 @@ ASGI workers on uvloop. Flags override environment variables, which override the
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from controlplane.config.errors import ConfigError
 from controlplane.config.loader import LoadedConfig, load_config
-from controlplane.lifecycle import RUN_DIR_ENV, begin_drain
+from controlplane.lifecycle import RUN_DIR_ENV
+from controlplane.server import make_server
 
 DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "gatehouse.yaml"
 DEMO_UPSTREAM_PORT = 9001
-PRE_FORK_HOOKS: list[Any] = []  # observability registers multiprocess-metrics setup here
 
 
 def _shared_state_users(loaded: LoadedConfig) -> list[str]:
@@ -66,70 +63,6 @@ def _redact(url: str) -> str:
     return url
 
 
-def _make_server(loaded: LoadedConfig, run_dir: Path) -> Any:
-    from granian.constants import Interfaces, Loops
-    from granian.http import HTTP1Settings
-    from granian.server.mp import MPServer
-
-    server = loaded.gateway.server
-    drain_delay = server.drain_delay
-
-    class GatehouseServer(MPServer):
-        """Granian's multi-process server, with a drain phase before accept stops."""
-
-        _draining = False
-
-        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
-            if self._draining or drain_delay <= 0:
-                begin_drain(run_dir)
-                super().signal_handler_interrupt(*args, **kwargs)  # type: ignore[no-untyped-call]
-                return
-            self._draining = True
-            begin_drain(run_dir)
-            print(f"gatehouse: draining for {drain_delay:g}s before closing listeners", file=sys.stderr)
-            stop = super().signal_handler_interrupt
-            timer = threading.Timer(drain_delay, stop)
-            timer.daemon = True
-            timer.start()
-
-        # Workers that exit (crashed and respawned, or stopped) get their live gauges removed
-        # from the multiprocess metrics; their counters stay in the sum.
-        def _respawn_workers(self, workers: Any, *args: Any, **kwargs: Any) -> Any:
-            from observability.multiproc import mark_dead
-
-            old = [self.wrks[idx]._id() for idx in workers if idx < len(self.wrks)]
-            try:
-                return super()._respawn_workers(workers, *args, **kwargs)
-            finally:
-                mark_dead(old)
-
-        def _stop_workers(self) -> Any:
-            from observability.multiproc import mark_dead
-
-            old = [w._id() for w in self.wrks]  # type: ignore[no-untyped-call]
-            try:
-                return super()._stop_workers()  # type: ignore[no-untyped-call]
-            finally:
-                mark_dead(old)
-
-    return GatehouseServer(
-        "controlplane.worker:create_app",
-        address=server.host,
-        port=server.port,
-        interface=Interfaces.ASGI,
-        workers=server.workers,
-        loop=Loops.uvloop,
-        factory=True,
-        backlog=server.backlog,
-        backpressure=server.backpressure,
-        http1_settings=HTTP1Settings(max_buffer_size=max(server.max_header_bytes + server.max_uri_bytes, 65_536)),
-        respawn_failed_workers=server.respawn_failed_workers,
-        respawn_interval=1.0,
-        workers_kill_timeout=math.ceil(server.shutdown_grace),
-        log_access=False,
-    )
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from hotpath.native.loader import status as native_status
 
@@ -165,8 +98,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="gatehouse-run-"))
     os.environ[RUN_DIR_ENV] = str(run_dir)
     os.environ["GATEHOUSE_CONFIG"] = config_path
-    for hook in PRE_FORK_HOOKS:
-        hook(loaded, run_dir)
     server = loaded.gateway.server
     # Before the fork: the workers inherit Granian's module with the glue replaced.
     from hotpath.granian_glue import install as install_glue
@@ -181,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    _make_server(loaded, run_dir).serve()
+    make_server(loaded, run_dir).serve()
     return 0
 
 

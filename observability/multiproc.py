@@ -6,9 +6,10 @@ storage when it is first imported, so the main process must set
 in ``cmd_run``); every worker then writes its samples to its own memory-mapped files,
 and ``/metrics`` in any worker sums the files of all of them.
 
-When Granian respawns or stops a worker, the main process marks it dead, which removes
-its live gauges (in-flight requests, breaker state) while its counters and histograms
-stay in the sum: a respawn neither loses nor doubles a count.
+A worker that exited (respawned after a crash, or stopped) is marked dead when any worker
+next renders ``/metrics``: its live gauges (in-flight requests, breaker state) go, while its
+counters and histograms stay in the sum, so a respawn neither loses nor doubles a count.
+Found from the files themselves, not told by the server: no hook into Granian is needed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -64,31 +64,47 @@ def prepare_dir() -> Path:
     return path
 
 
-def mark_dead(pids: Iterable[int | None]) -> None:
-    """Drop the live gauges of workers that exited (called in the main process)."""
-    if not os.environ.get(ENV):
-        return
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_dead(directory: str) -> list[int]:
+    """Mark dead every process whose live-gauge files remain but which no longer runs."""
     from prometheus_client import multiprocess
 
-    for pid in pids:
-        if pid is None:
+    dead: list[int] = []
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid_text = path.stem.rpartition("_")[2]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if pid in dead or _alive(pid):
             continue
         try:
-            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-        except OSError as exc:  # never let bookkeeping stop a respawn
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except OSError as exc:  # never let bookkeeping fail a scrape
             log.warning("could not mark metrics of worker %s dead: %s", pid, exc)
+        dead.append(pid)
+    return dead
 
 
 class MetricsExposition:
     """Renders the text exposition: summed across workers in multiprocess mode."""
 
-    __slots__ = ("_registry",)
+    __slots__ = ("_directory", "_registry")
 
     def __init__(self) -> None:
         from prometheus_client import REGISTRY, CollectorRegistry
 
         self._registry: Any
-        if os.environ.get(ENV):
+        self._directory = os.environ.get(ENV)
+        if self._directory:
             from prometheus_client.multiprocess import MultiProcessCollector
 
             self._registry = CollectorRegistry()
@@ -99,6 +115,8 @@ class MetricsExposition:
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
+        if self._directory:
+            sweep_dead(self._directory)
         body: bytes = generate_latest(self._registry)
         return body
 

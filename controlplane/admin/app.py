@@ -216,3 +216,24 @@ class AdminApplication(Application):
                 )
             )
         return response
+
+
+OBJECT: dict[str, Any] = {"type": "object"}
+DELETED: dict[str, Any] = {"type": "object", "required": ["deleted"], "properties": {"deleted": {"type": "integer"}}}
+
+
+def unavailable(exc: BaseException) -> AdminError:
+    """Redis could not be reached during an operation: 503."""
+    return AdminError(503, ErrorCode.SERVICE_UNAVAILABLE, f"shared state unavailable: {type(exc).__name__}")
+
+
+def path_value(request: Request, name: str) -> str:
+    value = request.route_values.get(name)
+    if not value:
+        raise bad_request(f"missing path parameter {name}")
+    return str(value)
+
+
+def query_value(request: Request, name: str) -> str | None:
+    values = request.query.get(name)
+    return values[-1] if values else None

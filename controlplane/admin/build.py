@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from controlplane.admin.app import AdminApplication, AdminEndpoint
+from controlplane.admin.breaker_endpoints import breaker_endpoints
+from controlplane.admin.cache_endpoints import cache_endpoints
 from controlplane.admin.config import AdminSettingsError, resolve_token
 from controlplane.admin.core_endpoints import core_endpoints
-from controlplane.admin.feature_endpoints import breaker_endpoints, cache_endpoints, ratelimit_endpoints
 from controlplane.admin.listener import AdminListener
 from controlplane.admin.openapi import build_document
+from controlplane.admin.rate_limit_endpoints import ratelimit_endpoints
 from controlplane.config.errors import ConfigError
 
 if TYPE_CHECKING:
