@@ -152,10 +152,11 @@ def test_published_counts_survive_a_worker_crash_exactly(gw: Gateway, spread: in
         time.sleep(0.1)
     gw.wait_ready()
     slow.join(10)
+    # The scrape finds the dead workers from their files and marks them dead.
+    text = scrape(gw.url)
     for pid in old:
         assert not (metrics_dir / f"gauge_livesum_{pid}.db").exists(), "dead worker not marked"
         assert (metrics_dir / f"counter_{pid}.db").exists(), "a dead worker's published counts were removed"
-    text = scrape(gw.url)
     assert value(text, "gatehouse_in_flight_requests") == 0
     assert _ok(text) == before
     time.sleep(3 * PUBLISH_INTERVAL)  # the new workers' publishes add nothing of the old ones'
