@@ -63,8 +63,8 @@ class HistogramAccumulator:
 
     def observe(self, seconds: float) -> None:
         # A scan, not bisect_left: compiled, it is a loop of float compares that stops at
-        # the first buckets where most requests land (61 against 112 ns), where bisect is a
-        # generic call. A value equal to a bound counts in that bound's bucket ("le").
+        # the first buckets, where most requests land; bisect is a generic call. A value
+        # equal to a bound counts in that bound's bucket ("le").
         i = 0
         for bound in self._bounds:
             if seconds <= bound:

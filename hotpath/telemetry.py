@@ -22,8 +22,8 @@ class Telemetry:
     """The hooks. This base does nothing; ``GatewayTelemetry`` overrides them.
 
     A class, not a Protocol: compiled (hotpath/native), a call on a native class goes
-    through its vtable, while a call on a Protocol looks the method up by name (about 400
-    instructions each, four per request)."""
+    through its vtable, while a call on a Protocol looks the method up by name, and the
+    hot path makes four of them per request."""
 
     def request_started(self, ctx: RequestContext) -> None:
         """The request was routed (or failed routing); starts the server span."""

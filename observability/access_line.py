@@ -1,8 +1,8 @@
 """The access log's line as a msgspec struct, encoded straight into the log's buffer.
 
-Why a struct and not a dict: a 20-key dict literal and ``orjson.dumps`` cost about twice
-what building this struct (one C call, no hashing) and ``Encoder.encode_into`` the
-buffer cost, and the encoder writes into the buffer without an intermediate ``bytes``.
+Why a struct and not a dict: building this struct is one C call with no hashing, where a
+20-key dict literal hashes every key, and ``Encoder.encode_into`` writes into the buffer
+without an intermediate ``bytes`` (docs/performance.md has the measurement).
 The JSON is the same: keys in this order, ``null`` for absent values.
 
 This module stays interpreted (hotpath/native/manifest.py): mypyc-compiled structs lose

@@ -46,8 +46,8 @@ CLOSE_TIMEOUT: Final = 2.0
 PIPE_WRITE_BYTES: Final = 4096
 # Batch size a regular file is raised to (within half of max_queued_bytes). Every write to
 # a file goes through the writer thread (files refuse RWF_NOWAIT), and the hand-off's GIL
-# switches cost about 6 us per request in process at 4 KiB, under 1 us at 64 KiB. A write
-# to a regular file lands whole at any size, so the file takes each batch in one write.
+# switches cost per batch, so larger batches cost less per line. A write to a regular file
+# lands whole at any size, so the file takes each batch in one write.
 FILE_CHUNK_BYTES: Final = 65_536
 _HASH_CACHE_MAX: Final = 4096
 # Final: compiled code reads it from a static; a plain module global is a dict lookup per use.
@@ -234,8 +234,8 @@ class AccessLog:
                 upstream = upstream[:cut]
         upstream_ms = ctx.upstream_ms
         outcomes = ctx.outcomes
-        # Integer rounding: round(x, 3) costs ten times more, and n / 1000 prints as exactly
-        # three decimals at most. int(x + 0.5) (both are never negative), not round(x):
+        # Integer rounding: round(x, 3) is a builtin call where this is arithmetic, and
+        # n / 1000 prints as exactly three decimals at most. int(x + 0.5) (both are never negative), not round(x):
         # compiled, int() of a float is a C conversion and round() a call to the builtin.
         return _AccessLine(
             self._clock.iso(now),
@@ -315,7 +315,7 @@ class AccessLog:
             self._writer.submit(chunk, lines)
             return
         # Back-to-back writes: a pipe's reader usually wakes once for several of them, which
-        # saved about 3 us per request in process against flushing every 4 KiB.
+        # costs less than flushing every 4 KiB.
         submit = self._writer.submit
         end = len(chunk)
         start = 0

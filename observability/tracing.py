@@ -2,7 +2,7 @@
 
 Sampling is parent-based with a ratio for root traces, decided here before the SDK is
 touched: a request the caller marked unsampled, or a root that loses the draw, costs a
-random number and a header string, never an SDK span (~17 µs each). Sampled requests
+random number and a header string, never an SDK span. Sampled requests
 get real SDK spans exported over OTLP (http/protobuf by default, gRPC available) by a
 batch processor thread started in each worker after the fork.
 

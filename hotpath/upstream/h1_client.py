@@ -2,7 +2,7 @@
 
 Why not a library: every client with its own runtime (pyreqwest's Tokio threads) pays two
 thread hand-offs and GIL round trips per request, and the pure-asyncio ones (aiohttp, httpx)
-spend tens of microseconds of Python per request. This client is an asyncio ``Protocol``
+run far more Python per request (docs/performance.md has the measurement). This client is an asyncio ``Protocol``
 per keep-alive connection, httptools (llhttp) parsing the responses and uvloop's C
 transports doing the I/O, so a request costs one write and one read callback in the loop
 that already runs the gateway.
@@ -206,7 +206,7 @@ class Exchange:
         parts = [method.encode("ascii"), b" ", self._target.encode("latin-1"), _HTTP11, self._pool.host_header]
         for k, v in headers:
             # Four appends, not `parts += (k, _SEP, v, CRLF)`: compiled, that builds a tuple
-            # and extends through the generic sequence protocol (about 20% slower in all).
+            # and extends through the generic sequence protocol.
             parts.append(k)
             parts.append(_SEP)
             parts.append(v)
