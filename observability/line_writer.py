@@ -11,7 +11,8 @@ Linux honours on a pipe (a container's stdout), refusing with EAGAIN instead of 
 Only when that is refused, or the output does not support it (a regular file on most
 filesystems), or earlier chunks are still queued (order is kept), does the chunk go to
 this thread, through a queue bounded in bytes. The thread costs a wake-up and GIL hand-offs
-per chunk, so the common case never touches it. When the queue is full the chunk is dropped and counted, never waited for.
+per chunk, so the common case never touches it. When the queue is full the chunk is
+dropped and counted, never waited for.
 Each chunk is written with one ``write`` call where the output allows, so a chunk within
 PIPE_BUF (4096 bytes) reaches a pipe whole and lines of several workers never interleave.
 
