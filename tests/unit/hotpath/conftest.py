@@ -1,0 +1,5 @@
+"""Fixtures of the core's unit tests."""
+
+from tests.support.scripted_peer import peer_factory
+
+__all__ = ["peer_factory"]
