@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from bench.harness import scenarios
-from bench.harness.run import Options, main_run
+from bench.harness.model import Options
+from bench.harness.run import main_run
 
 
 def _floats(text: str) -> tuple[float, ...]:

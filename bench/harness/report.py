@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bench.harness.run import Options, Result
+    from bench.harness.model import Options, Result
 
 REFERENCE = "nginx-proxy"
 TARGET_RATE = 5000.0

@@ -45,6 +45,10 @@ from hotpath.redis.resp import REDIRECT_REPLIES, LinkDown, ReplyError, bulk, bul
 from hotpath.redis.scripts import LuaScript
 
 log: Final = logging.getLogger("gatehouse.redis")
+# The two lines that say a batcher's callers are decided without Redis (the load harness
+# looks for them).
+OUTAGE_LOG: Final = "Redis unavailable for %s"
+FAILED_LOG: Final = "script call for %s failed"
 
 # Recent keys in wire form: a few keys per recent caller (not Final: tests shrink it).
 WIRE_KEYS_KEPT = 16384
@@ -140,6 +144,7 @@ class ScriptBatcher:
         script: LuaScript,
         *,
         operation: str,
+        purpose: str,
         timeout: float,
         client: Any = None,
         max_batch: int = 256,
@@ -179,6 +184,8 @@ class ScriptBatcher:
         self._batch_size = deferred_histogram(REDIS_BATCH_SIZE.labels(operation))
         self._errors = REDIS_ERRORS.labels(operation)
         self.operation = operation
+        # What the calls are for, in log lines: "Redis unavailable for <purpose>".
+        self.purpose = purpose
         # Observable counters (tests, admin): calls answered, items carried, script loads,
         # calls written to lean links, and calls carried by coredis after a redirect.
         self.calls = 0
@@ -227,7 +234,7 @@ class ScriptBatcher:
             async with asyncio.timeout(max(self.timeout, 1.0)):
                 await asyncio.gather(*(link.call(self.script.load) for link in self.links.all()))
         except Exception as exc:  # Redis may be down at startup: the gateway serves on
-            log.warning("%s script not preloaded: %s", self.operation, f"{type(exc).__name__}: {exc}")
+            log.warning("script for %s not preloaded: %s", self.purpose, f"{type(exc).__name__}: {exc}")
 
     async def close(self) -> None:
         self._closed = True
@@ -354,7 +361,7 @@ class ScriptBatcher:
         try:
             async with asyncio.timeout(self._remaining(call)):
                 self.script_loads += 1
-                log.info("%s script missing in Redis (restart or SCRIPT FLUSH); loading it again", self.operation)
+                log.info("script for %s missing in Redis (restart or SCRIPT FLUSH); loading it again", self.purpose)
                 await link.call(self.script.load)
                 reply = await link.call(call.payload)
             self._answered(call, reply)
@@ -425,7 +432,7 @@ class ScriptBatcher:
             self._outage(exc, batch)
             return
         self._errors.inc()
-        log.error("%s script call failed: %s", self.operation, f"{type(exc).__name__}: {exc}")
+        log.error(FAILED_LOG + ": %s", self.purpose, f"{type(exc).__name__}: {exc}")
         self._fail(batch)
 
     def _outage(self, exc: BaseException, batch: list[Pending]) -> None:
@@ -435,7 +442,7 @@ class ScriptBatcher:
         if loop.time() >= self._down_until:
             # Formatted here: a log record holding the exception would keep its traceback
             # (and the dead connection's buffers) alive.
-            log.warning("Redis unavailable for %s (%s); fallback for %.2fs", self.operation,
+            log.warning(OUTAGE_LOG + " (%s); fallback for %.2fs", self.purpose,
                         f"{type(exc).__name__}: {exc}", self.retry_interval)
         self._down_until = loop.time() + self.retry_interval
         # Everything queued would go to the same unavailable Redis: answer it now.

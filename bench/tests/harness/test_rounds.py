@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.harness import report, rounds
-from bench.harness.run import Options, Result
+from bench.harness.model import Options, Result
 
 
 def _result(name: str, rps: float, *, against: str | None = None, at: dict[str, Any] | None = None,

@@ -28,6 +28,7 @@ from plugins.rate_limit.policy import CostPlan
 from plugins.rate_limit.scripts import DECIDE, PEEK
 
 OPERATION: Final = "rate_limit"
+PURPOSE: Final = "rate limiting"
 REPLY_WIDTH: Final = 6  # allowed, index, limit, remaining, reset_ms, retry_ms
 ADMIN_TIMEOUT: Final = 5.0
 SCAN_COUNT: Final = 500
@@ -62,9 +63,9 @@ class DecisionBatcher(ScriptBatcher):
         linger: float = 0.0,
         min_batch: int | None = None,
     ) -> None:
-        super().__init__(links, DECIDE, operation=OPERATION, timeout=timeout, client=client, max_batch=max_batch,
-                         max_in_flight=max_in_flight, retry_interval=retry_interval, linger=linger,
-                         min_batch=min_batch)
+        super().__init__(links, DECIDE, operation=OPERATION, purpose=PURPOSE, timeout=timeout, client=client,
+                         max_batch=max_batch, max_in_flight=max_in_flight, retry_interval=retry_interval,
+                         linger=linger, min_batch=min_batch)
         # Wire form of each distinct plan: a handful per configuration, encoded on first use.
         self._wire_plans: dict[tuple[int, ...], bytes] = {}
 
