@@ -4,8 +4,9 @@ It shows every part of the plugin contract in a few lines (docs/plugins.md walks
 
 - per-route config with defaults and bounds (``StampConfig``), global settings
   (``StampSettings``), both validated at load time;
-- request phase: refuse paths under ``deny_prefixes`` with the gateway's uniform 403,
-  and tell the upstream which route forwarded the request;
+- request phase: refuse paths under ``deny_prefixes`` with the gateway's uniform 403 (a
+  verdict, with the reason the audit plugin records), and tell the upstream which route
+  forwarded the request;
 - response phase: add a header to the response;
 - log phase: count responses per worker, without blocking;
 - per-worker resources: a counter shared by every route's instance, via
@@ -22,20 +23,26 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
+from hotpath.audit import AuditType, Refusal
 from hotpath.context import RequestContext
-from hotpath.errors import ErrorCode, GatewayError
-from hotpath.plugin import BodyTap, LocalResponse, Plugin, PluginSetup, ResponseHead
+from hotpath.errors import CannedError, ErrorCode
+from hotpath.plugin import CONTINUE, BodyTap, Plugin, PluginSetup, ResponseHead, Verdict
+from hotpath.structs import Strict
 
 HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9\-]{0,63}$")]
 
 
-class StampConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+CLOSED = CannedError(403, ErrorCode.FORBIDDEN, "this path is closed on this route")
+CLOSED_WHY = Refusal(AuditType.FORBIDDEN, "closed_prefix")
+
+
+class StampConfig(Strict, frozen=True, kw_only=True):
     header: HeaderName = "x-stamp"
     value: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\x20-\x7e]+$")] = "gatehouse"
     deny_prefixes: tuple[str, ...] = ()
 
 
-class StampSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class StampSettings(Strict, frozen=True, kw_only=True):
     # Sent upstream on every stamped route, naming the route that forwarded the request.
     route_header: HeaderName = "x-stamp-route"
 
@@ -61,11 +68,11 @@ class StampPlugin(Plugin[StampConfig]):
             if not prefix.startswith("/"):
                 raise ValueError(f"deny_prefixes: '{prefix}' must start with '/'")
 
-    async def on_request(self, ctx: RequestContext) -> LocalResponse | None:
+    async def on_request(self, ctx: RequestContext) -> Verdict:
         if self._deny and ctx.path.startswith(self._deny):
-            raise GatewayError(403, ErrorCode.FORBIDDEN, "this path is closed on this route")
+            return CLOSED.response(ctx.request_id, CLOSED_WHY)
         ctx.upstream_headers.append(self._route_header)
-        return None
+        return CONTINUE
 
     async def on_response(self, ctx: RequestContext, head: ResponseHead) -> BodyTap | None:
         head.headers.append(self._stamp)
