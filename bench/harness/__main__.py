@@ -2,7 +2,7 @@
 
 Starts Redis, an nginx upstream, nginx as the reference reverse proxy and the gateway (N
 workers) on loopback, measures each scenario, prints a table of ratios to nginx and saves
-JSON under bench/results/. Every process it starts is stopped when it ends.
+JSON under bench/results/local/. Every process it starts is stopped when it ends.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def parse(argv: list[str] | None = None) -> Options | None:
     p.add_argument("--budget", type=float, help="seconds after which remaining scenarios are not run "
                    "(default 600 per round, quick 180 per round)")
     p.add_argument("--users", type=int, help="distinct tokens/API keys wrk rotates through (default 1000)")
-    p.add_argument("--output", type=Path, help="JSON file (default bench/results/harness-<time>.json)")
+    p.add_argument("--output", type=Path, help="JSON file (default bench/results/local/harness-<time>.json)")
     p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
     p.add_argument("--profile", action="store_true",
                    help="after measuring each gateway scenario, record a py-spy flame graph under wrk load "

@@ -25,7 +25,9 @@ from hotpath.redis.batcher import FAILED_LOG, OUTAGE_LOG
 from plugins.rate_limit.backends.redis import PURPOSE
 from tests.support import processes
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+# Where a run saves its JSON and profiles unless --output says otherwise; gitignored.
+# Runs worth keeping are copied to bench/results/ with a date and a label.
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "local"
 # A generator pause this long at a fixed rate is worth a note next to the figures.
 STALL_MS = 25.0
 
