@@ -2,7 +2,8 @@
 
 Per scenario: start its target (nginx, the gateway from a generated config, or a client
 proxy), confirm its features are active, warm it up, then measure maximum throughput with
-wrk and latency at each fixed offered rate with h2load, reading Redis ``INFO`` and the
+wrk and latency at each fixed offered rate with the fixed-rate generator (openloop, or
+h2load), reading Redis ``INFO`` and the
 target's CPU time around each measurement. The target stops before the next one starts,
 so scenarios never share the CPU with each other.
 """

@@ -3,7 +3,7 @@
 mypyc reads a ``Final`` module attribute from a C static. Any other module global is a
 dict lookup and a type check at every use. The full chain made about 65 of them per
 request; made Final, its instructions per request fell by 11% in process (callgrind,
-docs/performance.md).
+bench/results/2026-12-07-third-sitting-instructions.json).
 Names imported from modules that are not compiled are globals too, so the hot ones are
 bound again as ``Final`` (``perf_counter: Final = time.perf_counter``).
 """
