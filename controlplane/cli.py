@@ -99,16 +99,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ[RUN_DIR_ENV] = str(run_dir)
     os.environ["GATEHOUSE_CONFIG"] = config_path
     server = loaded.gateway.server
-    # Before the fork: the workers inherit Granian's module with the glue replaced.
-    from hotpath.granian_glue import install as install_glue
-
-    glue_skipped = install_glue()
     print(
         f"gatehouse: listening on http://{server.host}:{server.port} with {server.workers} worker(s); "
         f"{len(loaded.routes)} route(s), {len(loaded.services)} service(s) from {config_path}\n"
         f"gatehouse: {state_line}\n"
-        f"gatehouse: {native.describe()}"
-        + (f"\ngatehouse: Granian's stock ASGI glue: {glue_skipped}" if glue_skipped else ""),
+        f"gatehouse: {native.describe()}",
         file=sys.stderr,
         flush=True,
     )

@@ -25,7 +25,6 @@ MODULES: tuple[str, ...] = (
     "hotpath.deferred",
     "hotpath.errors",
     "hotpath.gateway",
-    "hotpath.granian_glue",
     "hotpath.headers",
     "hotpath.paths",
     "hotpath.proxy",
