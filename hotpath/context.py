@@ -90,6 +90,7 @@ class RequestContext:
         "method",
         "outcomes",
         "path",
+        "path_params",
         "peer",
         "query",
         "receive",
@@ -141,6 +142,8 @@ class RequestContext:
         # The declared body: 0 none, -1 chunked (length unknown), else its Content-Length.
         self.body_length = 0
         self.route: RouteInfo | None = None
+        # The route template's named parameters (``/jobs/{job_id}``), set by the router.
+        self.path_params: dict[str, str] | None = None
         self.identity: Identity | None = None
         # Headers plugins add to the upstream request (already lower-case bytes).
         self.upstream_headers: list[Header] = []
