@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.support import routes
+from bench.support import routes as routes_mod
 from bench.support.fixture_types import Benchmark
 from controlplane.build import build_gateway, new_runtime
 from hotpath.router import RouteTable
@@ -34,3 +35,44 @@ def bench_route_match(benchmark: Benchmark, table: RouteTable, path: str, method
                       expected: str) -> None:
     route = benchmark(table.match, path, method)
     assert route is not None and route.name == expected
+
+
+def _template_table(n: int) -> RouteTable:
+    """``n`` template routes, shaped like a real API: ``/api/v1/<res><i>/{id:int}`` and
+    ``/api/v1/<res><i>/{id}/items/{item}``, plus a catch-all."""
+    per = max(n // 2, 1)
+    routes: list[dict[str, object]] = []
+    for i in range(per):
+        routes.append({"name": f"get-{i}", "path": f"/api/v1/r{i}/{{id:int}}", "match": "exact",
+                       "service": "backend"})
+        routes.append({"name": f"items-{i}", "path": f"/api/v1/r{i}/{{id}}/items/{{item:[a-z0-9-]{{1,64}}}}",
+                       "match": "exact", "service": "backend"})
+    routes.append({"name": "catch-all", "path": "/", "service": "backend"})
+    config = routes_mod.route_table_config("http://127.0.0.1:9", versions=1)
+    config["routes"] = routes
+    loaded = routes_mod.load(config)
+    gateway, _ = build_gateway(loaded, new_runtime(loaded))
+    assert len(gateway.table.routes) == 2 * per + 1
+    return gateway.table
+
+
+@pytest.fixture(scope="module", params=[10, 1000], ids=["10-templates", "1000-templates"])
+def template_table(request: pytest.FixtureRequest) -> tuple[int, RouteTable]:
+    return request.param, _template_table(request.param)
+
+
+@pytest.mark.benchmark(group="router-templates")
+@pytest.mark.parametrize("shape", ["int", "regex"])
+def bench_template_match(benchmark: Benchmark, template_table: tuple[int, RouteTable], shape: str) -> None:
+    """The same lookup in a table of 10 and of 1,000 templates: its cost is the path's depth."""
+    n, table = template_table
+    last = n // 2 - 1
+    path = f"/api/v1/r{last}/42" if shape == "int" else f"/api/v1/r{last}/42/items/blue-7"
+
+    def lookup() -> dict[str, str]:
+        route = table.match(path, "GET")
+        assert route is not None and route.template is not None
+        return route.template.params(path)
+
+    params = benchmark(lookup)
+    assert params == ({"id": "42"} if shape == "int" else {"id": "42", "item": "blue-7"})

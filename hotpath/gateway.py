@@ -107,6 +107,8 @@ class Gateway:
             if route is None:
                 raise self._no_route(ctx.path, ctx.method)
             ctx.route = route.info
+            if route.template is not None:
+                ctx.path_params = route.template.params(ctx.path)
             self.telemetry.request_started(ctx)
             for hook in route.chain.request:
                 verdict = await hook(ctx)

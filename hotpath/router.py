@@ -1,10 +1,15 @@
-"""The route table: compiled once, immutable, matched by path prefix.
+"""The route table: compiled once, immutable, matched by path prefix or template.
 
 Matching is the longest prefix at a segment boundary (``/api/users`` matches
 ``/api/users`` and ``/api/users/7``, never ``/api/usersX``); exact routes win over prefix
 routes of the same path. Lookup walks the path's segment boundaries from the longest down
 and probes a dict at each, so its cost depends on the path's depth, not on the number of
 routes.
+
+Routes whose path is a template (``/jobs/{job_id}/stream``, see ``hotpath.templates``) live
+in a tree of their own, consulted only when the table has any. Static segments beat
+parameters: a static exact route wins outright, and a template wins over a static prefix
+route only when it matches more segments than that prefix has.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 from hotpath.context import RouteInfo
 from hotpath.plugin import Chain
+from hotpath.templates import Template, TemplateConflict, TemplateTree, is_template
 from hotpath.upstream.service import Service
 
 
@@ -22,6 +28,7 @@ class Route:
 
     __slots__ = (
         "chain",
+        "depth",
         "info",
         "match",
         "max_body_bytes",
@@ -31,6 +38,8 @@ class Route:
         "retry_non_idempotent",
         "service",
         "strip_len",
+        "strip_segments",
+        "template",
         "timeout",
         "upstream_prefix",
     )
@@ -55,7 +64,14 @@ class Route:
         self.match = match
         self.methods = frozenset(info.methods)  # empty: every method
         self.service = service
-        self.strip_len = len(info.path.rstrip("/")) if strip_prefix else 0
+        # A template route's parameters are read from the path by its compiled template.
+        self.template: Template | None = Template(info.path) if is_template(info.path) else None
+        key = info.path.rstrip("/")
+        # Segments a prefix match consumes: a template beats a static prefix only with more.
+        self.depth = self.template.depth if self.template is not None else key.count("/")
+        # A template's prefix has no fixed length: strip its segments instead.
+        self.strip_segments = self.depth if strip_prefix and self.template is not None else 0
+        self.strip_len = len(key) if strip_prefix and self.template is None else 0
         self.upstream_prefix = upstream_prefix.rstrip("/")
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
@@ -70,6 +86,14 @@ class Route:
         """
         if self.strip_len:
             path = path[self.strip_len :]
+        elif self.strip_segments:
+            cut = 0
+            for _ in range(self.strip_segments):
+                cut = path.find("/", cut + 1)
+                if cut < 0:
+                    cut = len(path)
+                    break
+            path = path[cut:]
         if self.upstream_prefix:
             return self.upstream_prefix + path
         return path or "/"
@@ -78,31 +102,53 @@ class Route:
 class RouteTable:
     """Immutable lookup structure; a new config builds a new table and swaps it whole."""
 
-    __slots__ = ("_exact", "_prefix", "routes")
+    __slots__ = ("_exact", "_prefix", "_templates", "routes")
 
     def __init__(self, routes: Sequence[Route]) -> None:
+        """Raises ``TemplateConflict`` (its indexes are into ``routes``)."""
         exact: dict[str, list[Route]] = {}
         prefix: dict[str, list[Route]] = {}
-        for r in routes:
+        templated: list[tuple[Template, str, frozenset[str], Route]] = []
+        where: list[int] = []
+        for i, r in enumerate(routes):
+            if r.template is not None:
+                templated.append((r.template, r.match, r.methods, r))
+                where.append(i)
+                continue
             key = r.path if r.match == "exact" else (r.path.rstrip("/") or "/")
             (exact if r.match == "exact" else prefix).setdefault(key, []).append(r)
         self.routes: tuple[Route, ...] = tuple(routes)
         self._exact: dict[str, tuple[Route, ...]] = {k: tuple(v) for k, v in exact.items()}
         self._prefix: dict[str, tuple[Route, ...]] = {k: tuple(v) for k, v in prefix.items()}
+        self._templates: TemplateTree | None = None
+        if templated:
+            try:
+                self._templates = TemplateTree(templated)
+            except TemplateConflict as conflict:
+                raise TemplateConflict(where[conflict.first], where[conflict.second], str(conflict)) from None
 
     def match(self, path: str, method: str) -> Route | None:
-        """The route for this path and method, or None (see ``allowed_methods`` for 405)."""
+        """The route for this path and method, or None (see ``allowed_methods`` for 405).
+        A template route's parameters: ``route.template.params(path)``."""
         candidates = self._exact.get(path)
         if candidates is not None:
             for r in candidates:
                 if not r.methods or method in r.methods:
                     return r
+        static: Route | None = None
         candidates = self._longest_prefix(path)
         if candidates is not None:
             for r in candidates:
                 if not r.methods or method in r.methods:
-                    return r
-        return None
+                    static = r
+                    break
+        templates = self._templates
+        if templates is None:
+            return static
+        templated: Route | None = templates.find(path, method)
+        if templated is not None and (static is None or templated.depth > static.depth):
+            return templated
+        return static
 
     def allowed_methods(self, path: str) -> frozenset[str] | None:
         """Methods that would match this path, or None if no route's path matches at all."""
@@ -113,6 +159,11 @@ class RouteTable:
                 matched = True
                 for r in candidates:
                     found |= r.methods
+        if self._templates is not None:
+            methods = self._templates.methods(path)
+            if methods is not None:
+                matched = True
+                found |= methods
         return frozenset(found) if matched else None
 
     def _longest_prefix(self, path: str) -> tuple[Route, ...] | None:

@@ -28,6 +28,7 @@ from controlplane.config.errors import ConfigError, join_path, split_msgspec_err
 from controlplane.config.registry import PluginRegistry
 from controlplane.config.schema import GatewayConfig, RouteConfig, ServiceConfig
 from hotpath.plugin import Plugin
+from hotpath.templates import Template, TemplateConflict, TemplateError, TemplateTree, is_template
 
 T = TypeVar("T")
 
@@ -267,6 +268,7 @@ def load_config_text(
             parsed_cfg = ctx.convert(pvalue if pvalue is not None else {}, cls.config_type, ppath)
             plugins.append((cls, parsed_cfg))
         routes.append(ValidatedRoute(config=route, plugins=tuple(plugins), switched_off=frozenset(switched_off)))
+    _check_template_conflicts(ctx, routes)
 
     return LoadedConfig(
         file=file,
@@ -303,11 +305,17 @@ def _check_route(
         raise ctx.error(f"{where}.path", "must start with '/'")
     from hotpath.paths import UnsafePath, normalize
 
+    literal = route.path
+    if is_template(route.path):
+        try:
+            literal = Template(route.path).static_path
+        except TemplateError as exc:
+            raise ctx.error(f"{where}.path", f"not a valid path template: {exc}") from None
     try:
-        canonical = normalize(route.path.encode("ascii", "strict"))
+        canonical = normalize(literal.encode("ascii", "strict"))
     except (UnsafePath, UnicodeEncodeError) as exc:
         raise ctx.error(f"{where}.path", f"not a normalized path: {exc}") from None
-    if canonical != route.path and canonical + "/" != route.path:
+    if canonical != literal and canonical + "/" != literal:
         raise ctx.error(f"{where}.path", f"write the path in normalized form: '{canonical}'")
     for reserved in RESERVED_PATHS:
         if route.path == reserved or route.path.startswith(reserved + "/"):
@@ -320,6 +328,22 @@ def _check_route(
             raise ctx.error(f"{where}.methods[{j}]", f"'{m}' is not an upper-case HTTP method")
     if route.upstream_prefix and not route.upstream_prefix.startswith("/"):
         raise ctx.error(f"{where}.upstream_prefix", "must start with '/'")
+
+
+def _check_template_conflicts(ctx: _Context, routes: list[ValidatedRoute]) -> None:
+    """Two templates that match the same paths with the same methods: name both routes."""
+    items = [(Template(vr.config.path), vr.config.match, frozenset(vr.config.methods), i)
+             for i, vr in enumerate(routes) if is_template(vr.config.path)]
+    try:
+        TemplateTree(items)
+    except TemplateConflict as conflict:
+        first, second = items[conflict.first][3], items[conflict.second][3]
+        line = ctx.locator.line(f"routes[{first}].path")
+        raise ctx.error(
+            f"routes[{second}].path",
+            f"route '{routes[second].config.name}' conflicts with route '{routes[first].config.name}' "
+            f"(routes[{first}].path, {ctx.file}:{line}): {conflict}",
+        ) from None
 
 
 def _interpolate(value: Any, path: str, env: Mapping[str, str], ctx: _Context) -> Any:

@@ -31,6 +31,7 @@ MODULES: tuple[str, ...] = (
     "hotpath.redis.batcher",
     "hotpath.responses",
     "hotpath.router",
+    "hotpath.templates",
     "hotpath.telemetry",
     "hotpath.upstream.client",
     "hotpath.upstream.h1_client",

@@ -26,6 +26,9 @@ CASES = {
     "bad_trusted_proxy.yaml": ("server.trusted_proxies[0]", "CIDR", 2),
     # An entry of a mapping keyed by user-chosen names is named, not shown as [...].
     "mapping_entry.yaml": ("plugins.rate_limit.policies.p1.tiers.gold.per_second", ">= 1", 11),
+    # Both routes are named, the first with its file and line.
+    "template_conflict.yaml": ("routes[1].path", "'job-stream' conflicts with route 'job-by-id' (routes[0].path, ", 9),
+    "bad_template.yaml": ("routes[0].path", "not a valid path template", 5),
 }
 
 
