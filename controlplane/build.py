@@ -7,12 +7,13 @@ and background tasks start with ``WorkerRuntime.start`` in the lifespan.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from controlplane.breakers import attach_resilience
 from controlplane.config.errors import ConfigError
-from controlplane.config.loader import LoadedConfig
+from controlplane.config.loader import LoadedConfig, locate_line
 from hotpath.audit import NullAuditSink
 from hotpath.context import RouteInfo
 from hotpath.gateway import Gateway
@@ -79,17 +80,19 @@ def _plugins_of(loaded: LoadedConfig, index: int, runtime: WorkerRuntime) -> lis
 
 def build_routes(loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[str, Service]) -> RouteTable:
     routes: list[Route] = []
+    config_dir = os.path.dirname(os.path.abspath(loaded.file))
     for i, vr in enumerate(loaded.routes):
         rc = vr.config
-        info = RouteInfo(rc.name, rc.path, rc.service, rc.methods)
+        info = RouteInfo(rc.name, rc.path, rc.service, rc.methods, rc.max_body_bytes)
         instances: list[Plugin[Any]] = []
         for cls, cfg in _plugins_of(loaded, i, runtime):
-            setup = PluginSetup(info, loaded.plugin_settings.get(cls.name), runtime)
+            setup = PluginSetup(info, loaded.plugin_settings.get(cls.name), runtime, config_dir)
             try:
                 plugin = cls(cfg, setup)
                 plugin.check()
             except ValueError as exc:
-                raise ConfigError(loaded.file, f"routes[{i}].plugins.{cls.name}", str(exc)) from None
+                where = f"routes[{i}].plugins.{cls.name}"
+                raise ConfigError(loaded.file, where, str(exc), locate_line(loaded.file, where)) from None
             instances.append(plugin)
         service = services[rc.service]
         routes.append(

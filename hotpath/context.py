@@ -39,19 +39,28 @@ class Identity:
 
 
 class RouteInfo:
-    """What plugins and telemetry may know about a route: its names, path and methods."""
+    """What plugins and telemetry may know about a route: its names, path (the template, for
+    a template route), methods and request-body limit."""
 
-    __slots__ = ("methods", "name", "path", "service")
+    __slots__ = ("max_body_bytes", "methods", "name", "path", "service")
 
-    def __init__(self, name: str, path: str, service: str, methods: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, name: str, path: str, service: str, methods: tuple[str, ...] = (), max_body_bytes: int = 0
+    ) -> None:
         self.name = name
         self.path = path
         self.service = service
         self.methods = methods  # empty: every method
+        self.max_body_bytes = max_body_bytes
 
 
 class BodyTap:
-    """Sees every chunk of a body as it streams (a request's or a response's)."""
+    """Sees every chunk of a body as it streams (a request's or a response's).
+
+    A tap of the request body may refuse it: ``feed``, or ``finish(True)`` (called before
+    the body's end reaches the upstream), raises a ``hotpath.errors.GatewayError``. The
+    upstream request is then aborted (the service never sees it complete) and the client
+    gets that error if its response has not started."""
 
     __slots__ = ()
 
@@ -77,6 +86,7 @@ class RequestContext:
 
     __slots__ = (
         "_state",
+        "body",
         "body_length",
         "body_taps",
         "bytes_in",
@@ -141,6 +151,9 @@ class RequestContext:
         self.started = started
         # The declared body: 0 none, -1 chunked (length unknown), else its Content-Length.
         self.body_length = 0
+        # The whole request body, when a plugin read it (hotpath.request_body.read_body):
+        # the proxy then forwards these bytes instead of reading the client again.
+        self.body: bytes | None = None
         self.route: RouteInfo | None = None
         # The route template's named parameters (``/jobs/{job_id}``), set by the router.
         self.path_params: dict[str, str] | None = None

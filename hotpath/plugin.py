@@ -47,12 +47,16 @@ ConfigT = TypeVar("ConfigT", bound=msgspec.Struct)
 class PluginSetup:
     """What a plugin constructor receives besides its own config."""
 
-    __slots__ = ("route", "runtime", "settings")
+    __slots__ = ("config_dir", "route", "runtime", "settings")
 
-    def __init__(self, route: RouteInfo, settings: msgspec.Struct | None, runtime: WorkerRuntime) -> None:
+    def __init__(
+        self, route: RouteInfo, settings: msgspec.Struct | None, runtime: WorkerRuntime, config_dir: str = "."
+    ) -> None:
         self.route = route
         self.settings = settings
         self.runtime = runtime
+        # The config file's directory: files a plugin's config names are relative to it.
+        self.config_dir = config_dir
 
 
 class Plugin(Generic[ConfigT]):

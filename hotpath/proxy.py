@@ -20,7 +20,7 @@ from typing import Any, Final
 from hotpath import errors
 from hotpath.context import BodyTap, RequestContext
 from hotpath.headers import RequestHeaderPolicy, UnsafeHeaderValue, response_headers
-from hotpath.request_body import BodyTooLarge, ClientGone, read_whole, stream_body
+from hotpath.request_body import BodyTooLarge, ClientGone, finish_taps, read_whole, stream_body
 from hotpath.resilience.contracts import CAUSE_CONNECT, CAUSE_TIMEOUT, Outcome, RetryPolicy
 from hotpath.resilience.retry import parse_retry_after
 from hotpath.responses import ResponseHead
@@ -60,6 +60,15 @@ def _retry_after(head: UpstreamResponse) -> float | None:
     return None
 
 
+def _feed_whole(ctx: RequestContext, data: bytes) -> None:
+    """A body read whole, shown to the taps; a tap may refuse it (``GatewayError``)."""
+    taps = ctx.body_taps
+    if taps is not None:
+        for tap in taps:
+            tap.feed(data)
+        finish_taps(taps, True)
+
+
 class Proxy:
     __slots__ = ("_headers", "_telemetry", "_watch")
 
@@ -80,17 +89,18 @@ class Proxy:
                 except BodyTooLarge:
                     raise errors.payload_too_large(limit) from None
                 ctx.bytes_in = len(data)
-                taps = ctx.body_taps
-                if taps is not None:
-                    for tap in taps:
-                        tap.feed(data)
-                        tap.finish(True)
+                _feed_whole(ctx, data)
                 return data
         return stream_body(ctx, limit)
 
     async def forward(self, ctx: RequestContext, route: Route, send: Any) -> None:
         body: Body = None
-        if ctx.body_length:
+        read = ctx.body
+        if read is not None:
+            # A plugin read the body whole (hotpath.request_body.read_body): forward it.
+            _feed_whole(ctx, read)
+            body = read if read else None
+        elif ctx.body_length:
             body = await self._request_body(ctx, route)
         retry = route.service.retry
         retry.on_request()
@@ -170,8 +180,11 @@ class Proxy:
             except UpstreamBodyError as body_error:
                 breaker.record(permit, Outcome.IGNORED, perf_counter() - t0)
                 telemetry.upstream_finished(ctx, token, None, "client_body")
-                if isinstance(body_error.cause, BodyTooLarge):
+                cause = body_error.cause
+                if isinstance(cause, BodyTooLarge):
                     raise errors.payload_too_large(route.max_body_bytes) from None
+                if isinstance(cause, errors.GatewayError):
+                    raise cause from None  # a body tap refused the body mid-stream
                 raise ClientGone() from None
             except UpstreamTimeout as timed_out:
                 elapsed = perf_counter() - t0

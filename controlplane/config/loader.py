@@ -92,6 +92,15 @@ class _Locator:
         return best
 
 
+def locate_line(file: str, path: str) -> int | None:
+    """The line of a YAML path in a config file (for errors found after loading)."""
+    try:
+        with open(file, encoding="utf-8") as fh:
+            return _Locator(fh.read()).line(path)
+    except OSError:
+        return None
+
+
 class _Context:
     def __init__(self, file: str, text: str) -> None:
         self.file = file
