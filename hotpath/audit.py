@@ -20,6 +20,7 @@ class AuditType(StrEnum):
     AUTH_FAILURE = "auth_failure"
     FORBIDDEN = "forbidden"
     RATE_LIMITED = "rate_limited"
+    VALIDATION_FAILED = "validation_failed"
     REQUEST = "request"
     BREAKER_OPENED = "breaker_opened"
     BREAKER_CLOSED = "breaker_closed"

@@ -8,7 +8,12 @@ from hotpath.audit import AuditType
 from hotpath.structs import Strict
 
 # The refusal types a route may record: each comes from one plugin's answers.
-REFUSALS: Final = (AuditType.AUTH_FAILURE.value, AuditType.FORBIDDEN.value, AuditType.RATE_LIMITED.value)
+REFUSALS: Final = (
+    AuditType.AUTH_FAILURE.value,
+    AuditType.FORBIDDEN.value,
+    AuditType.RATE_LIMITED.value,
+    AuditType.VALIDATION_FAILED.value,
+)
 
 
 class AuditRouteConfig(Strict, frozen=True, kw_only=True):
