@@ -90,9 +90,12 @@ class HeadersConfig(Strict, frozen=True, kw_only=True):
 class PolicyConfig(Strict, frozen=True, kw_only=True):
     # What one limit counter belongs to. ``user`` is the authenticated subject; callers
     # without the chosen key (anonymous, no header) are keyed by client IP instead.
-    key: Literal["user", "api_key", "ip", "header"] = "user"
+    key: Literal["user", "api_key", "ip", "header", "path_param"] = "user"
     # Request header carrying the key for ``api_key`` (default x-api-key) and ``header``.
     header: HeaderName | None = None
+    # For ``path_param``: the route template's parameter to count by (``job_id`` of
+    # ``/jobs/{job_id}/stream``); every route using the policy must have it.
+    param: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")] | None = None
     # Claim naming the tier; None uses the tier the auth plugin resolved (Identity.tier).
     tier_claim: str | None = None
     anonymous_tier: TierName = "anonymous"

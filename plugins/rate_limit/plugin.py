@@ -15,6 +15,7 @@ import msgspec
 from hotpath.context import Header, RequestContext
 from hotpath.errors import CannedError, ErrorCode
 from hotpath.plugin import CONTINUE, Plugin, PluginSetup, Verdict
+from hotpath.templates import Template, is_template
 from plugins.rate_limit.backends.base import LimitBackend
 from plugins.rate_limit.config import RateLimitSettings, RouteRateLimit
 from plugins.rate_limit.limiter import limiter_for
@@ -62,6 +63,12 @@ class RateLimitPlugin(Plugin[RouteRateLimit]):
             compile_policies(settings, "check", 1)  # raises ValueError naming policy and tier
 
     def check(self) -> None:
+        param = self.policy.param
+        if self.policy.key == "path_param" and param is not None:
+            template = self.route.path
+            if not is_template(template) or param not in Template(template).names:
+                raise ValueError(f"policy '{self.policy.name}' counts by path parameter '{param}', which the "
+                                 f"route's path '{template}' does not have")
         for name, plan in self.plans.items():
             if self.cost > plan.tier.capacity:
                 raise ValueError(

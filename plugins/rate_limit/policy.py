@@ -5,7 +5,7 @@ Key layout (one decision = one hash tag = one Cluster slot)::
     <prefix>:v<version>:rl:{<policy>:<caller>}:<limit suffix>
 
 ``<caller>`` is a keyed BLAKE2b digest of ``<kind>:<value>`` (``u:`` user, ``k:`` API
-key, ``h:`` header, ``ip:`` address): raw API keys and subjects never reach Redis, the
+key, ``h:`` header, ``ip:`` address, ``p:`` a path parameter's value): raw API keys and subjects never reach Redis, the
 key length is bounded, and no caller-controlled ``{``/``}`` can move the hash tag.
 """
 
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from hotpath.context import Identity, RequestContext
     from plugins.rate_limit.metrics import Counters
 
-KEY_KINDS: Final = ("user", "api_key", "ip", "header")
-_KIND_PREFIX: Final = {"user": b"u:", "api_key": b"k:", "header": b"h:", "ip": b"ip:"}
+KEY_KINDS: Final = ("user", "api_key", "ip", "header", "path_param")
+_KIND_PREFIX: Final = {"user": b"u:", "api_key": b"k:", "header": b"h:", "ip": b"ip:", "path_param": b"p:"}
 _DIGEST_KEY: Final = b"gatehouse-rate-limit"
 # Recent callers' keys per policy, so a repeat caller costs one dict probe rather than a
 # keyed BLAKE2b digest and string building (a hotpath.bounded table).
@@ -89,6 +89,7 @@ class CompiledPolicy:
         "key",
         "legacy_headers",
         "name",
+        "param",
         "pattern",
         "recent",
         "tag_prefix",
@@ -103,6 +104,9 @@ class CompiledPolicy:
         if cfg.key == "header" and header is None:
             raise ValueError(f"policy '{name}': key 'header' needs 'header' (the request header to key by)")
         self.header = header.encode("ascii") if header else None
+        if cfg.key == "path_param" and cfg.param is None:
+            raise ValueError(f"policy '{name}': key 'path_param' needs 'param' (the path parameter to key by)")
+        self.param = cfg.param
         self.tier_claim = cfg.tier_claim
         self.tiers: dict[str, TierPlan] = {}
         for tier_name, tier in cfg.tiers.items():
@@ -138,11 +142,17 @@ class CompiledPolicy:
 
     def caller(self, ctx: RequestContext) -> tuple[str, str | bytes]:
         """Who this request counts against: (kind, value); callers without the policy's
-        key go by IP."""
+        key go by IP. A path parameter counts every caller of one value together (all
+        streams of one job), whoever sends them."""
         kind = self.key
         if kind == "user":
             if ctx.identity is not None:
                 return "user", ctx.identity.subject
+        elif kind == "path_param":
+            params = ctx.path_params
+            value = params.get(self.param) if params is not None and self.param is not None else None
+            if value:
+                return kind, value
         elif kind != "ip":
             assert self.header is not None
             value = ctx.header(self.header)

@@ -30,6 +30,8 @@ BAD = BAD_CONFIGS / "rate_limit"
         ("unknown_algorithm.yaml", "plugins.rate_limit.policies.default.tiers.anonymous.limits[0].algorithm",
          "Invalid value 'fixed_window'"),
         ("header_key_without_header.yaml", "plugins.rate_limit", "needs 'header'"),
+        ("path_param_without_param.yaml", "plugins.rate_limit", "needs 'param'"),
+        ("path_param_not_in_route.yaml", "routes[0].plugins.rate_limit", "path parameter 'job_id'"),
     ],
 )
 def test_bad_configs_name_file_path_and_field(name: str, path: str, words: str) -> None:
@@ -187,3 +189,35 @@ async def test_ietf_headers_name_the_tightest_limit() -> None:
     assert headers[b"ratelimit-policy"] == b'"per_second";q=100;w=2, "per_minute";q=1000;w=60'
     assert re.fullmatch(rb'"per_second";r=99;t=[1-9]\d*', headers[b"ratelimit"]), headers[b"ratelimit"]
     assert headers[b"x-ratelimit-limit"] == b"100"
+
+
+PER_JOB = """
+services: {backend: {urls: ["http://127.0.0.1:9"]}}
+plugins:
+  rate_limit:
+    policies:
+      per_job:
+        key: path_param
+        param: job_id
+        anonymous_tier: jobs
+        default_tier: jobs
+        tiers: {jobs: {limits: [{algorithm: sliding_window, limit: 3, window: 60}]}}
+routes:
+  - {name: stream, path: "/jobs/{job_id}/stream", match: exact, service: backend,
+     plugins: {rate_limit: {policy: per_job}}}
+"""
+
+
+async def test_a_path_parameter_keys_the_limit_for_every_caller() -> None:
+    plugin = make_plugin(Sink(), PER_JOB)
+
+    def job(job_id: str, ip: str, who: str | None) -> RequestContext:
+        c = make_ctx("GET", f"/jobs/{job_id}/stream", ip=ip, request_id="r", started=0.0)
+        c.path_params = {"job_id": job_id}
+        c.identity = Identity(who, "jobs") if who else None
+        return c
+
+    # Three callers, three addresses, one job: they share its three slots.
+    answers = [await plugin.on_request(job("7", f"10.0.0.{i}", who)) for i, who in enumerate(["a", "b", None, "a"])]
+    assert [a.status if a is not None else 200 for a in answers] == [200, 200, 200, 429]
+    assert await plugin.on_request(job("8", "10.0.0.1", "a")) is None  # another job counts apart
