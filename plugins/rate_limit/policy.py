@@ -150,9 +150,9 @@ class CompiledPolicy:
                 return "user", ctx.identity.subject
         elif kind == "path_param":
             params = ctx.path_params
-            value = params.get(self.param) if params is not None and self.param is not None else None
-            if value:
-                return kind, value
+            param = params.get(self.param) if params is not None and self.param is not None else None
+            if param:
+                return kind, param
         elif kind != "ip":
             assert self.header is not None
             value = ctx.header(self.header)
