@@ -223,11 +223,17 @@ class Gateway:
         ready_timeout: float = 30.0,
         expect_failure: bool = False,
         stdout_pipe: bool = False,
+        files: Mapping[str, str] | None = None,
     ) -> None:
         """``stdout_pipe``: the gateway's stdout is a pipe drained into the log by ``cat``,
-        as a container runtime drains it, instead of the log file itself."""
+        as a container runtime drains it, instead of the log file itself. ``files``: written
+        beside the config file first (relative path -> text), for files the config names."""
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gh-gateway-"))
+        for relative, text in (files or {}).items():
+            target = self.dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
         self.config_path = self.dir / "gatehouse.yaml"
         cfg = dict(config)
         server = dict(cfg.get("server", {}))

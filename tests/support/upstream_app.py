@@ -16,6 +16,9 @@ Endpoints:
 - ``/truncated/...``: declares a Content-Length, sends 10 bytes, then fails mid-body.
 - ``/_control`` (POST JSON): ``mode`` ok|fail|hang|slow, ``status`` for fail, ``delay`` for
   slow; applies to every other path of this worker until changed.
+- ``/record/...``: reads the body as it streams and records what arrived: whether it
+  arrived complete, its size and SHA-256, its Content-Type, and the body itself when small.
+  ``/_records`` lists the records (``?path=`` prefix filter); ``/_reset`` clears them.
 - ``/_stats``: requests seen per path; ``/_reset`` clears stats and mode.
 """
 
@@ -34,6 +37,9 @@ from controlplane.demo_upstream import lifespan
 
 _state: dict[str, Any] = {"mode": "ok", "status": 500, "delay": 1.0}
 _seen: Counter[str] = Counter()
+_records: list[dict[str, Any]] = []
+# Bodies up to this size are kept whole in a record (to compare byte for byte).
+RECORD_BODY_LIMIT = 256 * 1024
 
 
 async def _body(receive: Any) -> bytes:
@@ -56,6 +62,38 @@ async def _json(send: Any, status: int, payload: Any, headers: list[tuple[bytes,
     await send({"type": "http.response.body", "body": body})
 
 
+async def _record(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Record what arrives, complete or not: an aborted upload shows as ``complete: false``."""
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    record: dict[str, Any] = {"path": scope["path"], "method": scope["method"], "complete": False,
+                              "content_type": headers.get("content-type"), "size": 0,
+                              "query": scope["query_string"].decode("latin-1")}
+    _records.append(record)
+    digest = hashlib.sha256()
+    kept: list[bytes] = []
+    try:
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            data = msg.get("body", b"")
+            record["size"] += len(data)
+            digest.update(data)
+            if record["size"] <= RECORD_BODY_LIMIT:
+                kept.append(data)
+            if not msg.get("more_body"):
+                break
+    except Exception as exc:  # the connection broke mid-body
+        record["error"] = type(exc).__name__
+        return
+    finally:
+        record["sha256"] = digest.hexdigest()
+        if record["size"] <= RECORD_BODY_LIMIT:
+            record["body"] = b"".join(kept).decode("latin-1")
+    record["complete"] = True
+    await _json(send, 200, {"received": record["size"], "sha256": record["sha256"]})
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         return await lifespan(receive, send)
@@ -67,7 +105,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return await _json(send, 200, _state)
     if path == "/_stats":
         return await _json(send, 200, {"seen": dict(_seen), "total": sum(_seen.values()), "mode": _state["mode"]})
+    if path == "/_records":
+        prefix = q.get("path", "")
+        return await _json(send, 200, [r for r in _records if r["path"].startswith(prefix)])
+    if path.startswith("/record/"):
+        return await _record(scope, receive, send)
     if path == "/_reset":
+        _records.clear()
         _seen.clear()
         _state.update({"mode": "ok", "status": 500, "delay": 1.0})
         return await _json(send, 200, {})
