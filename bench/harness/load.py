@@ -99,13 +99,19 @@ def _lua_quote(value: str) -> str:
     return "[==[" + value + "]==]"
 
 
-def wrk_script(headers: dict[str, str], rotate: tuple[str, str, list[str]] | None, path: str) -> str:
+def wrk_script(
+    headers: dict[str, str], rotate: tuple[str, str, list[str]] | None, path: str, body: str | None = None
+) -> str:
     """A wrk script: fixed headers, optionally one header rotating over prepared values
-    (many callers: tokens of different users), and a JSON summary at the end."""
+    (many callers: tokens of different users), optionally a POST of one body, and a JSON
+    summary at the end."""
     lines = ["local counter = 0"]
     for name, value in headers.items():
         # Spaces matter: "[[" would open a Lua long string.
         lines.append(f"wrk.headers[ {_lua_quote(name)} ] = {_lua_quote(value)}")
+    if body is not None:
+        lines.append('wrk.method = "POST"')
+        lines.append(f"wrk.body = {_lua_quote(body)}")
     if rotate is not None:
         name, prefix, values = rotate
         lines.append("local requests = {}")
@@ -113,9 +119,11 @@ def wrk_script(headers: dict[str, str], rotate: tuple[str, str, list[str]] | Non
         # Prepared once per thread: request() only picks one, so wrk's own cost stays flat.
         lines.append("function init(args)")
         lines.append("  for i, v in ipairs(values) do")
+        # wrk.format takes this table instead of wrk.headers: the fixed headers go in too.
+        fixed = "".join(f"[ {_lua_quote(k)} ] = {_lua_quote(v)}, " for k, v in headers.items() if k != name)
         lines.append(
-            f"    requests[i] = wrk.format('GET', {_lua_quote(path)}, "
-            f"{{[ {_lua_quote(name)} ] = {_lua_quote(prefix)} .. v}})"
+            f"    requests[i] = wrk.format(nil, {_lua_quote(path)}, "
+            f"{{{fixed}[ {_lua_quote(name)} ] = {_lua_quote(prefix)} .. v}})"
         )
         lines.append("  end")
         lines.append("end")
@@ -146,11 +154,13 @@ def run_wrk(
     threads: int = 1,
     headers: dict[str, str] | None = None,
     rotate: tuple[str, str, list[str]] | None = None,
+    body: str | None = None,
 ) -> Throughput:
+    """``body``: POST it (ASCII text; give its content-type in ``headers``) instead of a GET."""
     require_loopback(url)
     path = urlsplit(url).path or "/"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="gh-wrk-", delete=False) as fh:
-        fh.write(wrk_script(headers or {}, rotate, path))
+        fh.write(wrk_script(headers or {}, rotate, path, body))
         script = fh.name
     seconds = max(1, round(duration))
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", script, url]
@@ -194,8 +204,10 @@ def run_h2load(
     warmup: float,
     headers: dict[str, str] | None = None,
     per_connection_rps: float = 25.0,
+    body: str | None = None,
 ) -> FixedRate:
-    """``rate`` requests/s spread over connections of ``per_connection_rps`` each."""
+    """``rate`` requests/s spread over connections of ``per_connection_rps`` each; ``body``
+    is POSTed when given."""
     require_loopback(url)
     connections = max(1, round(rate / per_connection_rps))
     per_client = rate / connections
@@ -207,6 +219,10 @@ def run_h2load(
             f"-D{max(1, round(duration * 1000))}ms", f"--warm-up-time={max(1, round(warmup * 1000))}ms",
             f"--log-file={log}",
         ]
+        if body is not None:
+            data = Path(tmp) / "body"
+            data.write_text(body, encoding="latin-1")
+            cmd.append(f"--data={data}")
         for name, value in (headers or {}).items():
             cmd += ["-H", f"{name}: {value}"]
         cmd.append(url)
@@ -266,6 +282,7 @@ def run_openloop(
     warmup: float,
     headers: dict[str, str] | None = None,
     rotate: tuple[str, str, list[str]] | None = None,
+    body: str | None = None,
 ) -> FixedRate:
     """``rate`` requests/s on a fixed schedule (bench/harness/openloop.py, its own process).
 
@@ -286,6 +303,10 @@ def run_openloop(
             values_file = Path(tmp) / "values.txt"
             values_file.write_text("".join(f"{prefix}{v}\n" for v in values), encoding="latin-1")
             cmd += ["--rotate-header", name, "--rotate-file", str(values_file)]
+        if body is not None:
+            body_file = Path(tmp) / "body"
+            body_file.write_text(body, encoding="latin-1")
+            cmd += ["--body-file", str(body_file)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + late + 60,
                              check=False, cwd=Path(__file__).resolve().parents[2])
     if out.returncode != 0 or not out.stdout.strip():

@@ -15,8 +15,8 @@ it from then (coordinated omission). Both hide or distort tail latency. Here:
 - requests still unanswered ``--timeout`` seconds after the run count as timed out.
 
 It runs as its own process (``python -m bench.harness.openloop URL --rate R --duration D``)
-on uvloop with raw protocols, and prints one JSON object. Only loopback targets, GET only,
-responses framed by Content-Length (what the gateway and nginx send here).
+on uvloop with raw protocols, and prints one JSON object. Only loopback targets, GET (or
+POST of one fixed body, ``--body-file``), responses framed by Content-Length (what the gateway and nginx send here).
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ class _Conn(asyncio.Protocol):
 
 class Generator:
     def __init__(self, url: str, rate: float, duration: float, warmup: float, headers: list[str],
-                 max_connections: int, timeout: float, rotate: tuple[str, list[str]] | None = None) -> None:
+                 max_connections: int, timeout: float, rotate: tuple[str, list[str]] | None = None,
+                 body: bytes | None = None) -> None:
         parts = urlsplit(url)
         if parts.hostname not in ("127.0.0.1", "localhost") and not (parts.hostname or "").startswith("127."):
             raise SystemExit("openloop: only loopback targets are allowed")
@@ -103,13 +104,17 @@ class Generator:
         self.port = parts.port or 80
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         extra = "".join(f"{h}\r\n" for h in headers)
-        base = f"GET {path} HTTP/1.1\r\nhost: {parts.netloc}\r\n{extra}"
+        method = "GET" if body is None else "POST"
+        if body is not None:
+            extra += f"content-length: {len(body)}\r\n"
+        base = f"{method} {path} HTTP/1.1\r\nhost: {parts.netloc}\r\n{extra}"
+        tail = body or b""
         # Prepared once: with a rotating header (tokens of many callers) one per value.
         if rotate is None:
-            self.requests = [(base + "\r\n").encode("latin-1")]
+            self.requests = [(base + "\r\n").encode("latin-1") + tail]
         else:
             name, values = rotate
-            self.requests = [(base + f"{name}: {v}\r\n\r\n").encode("latin-1") for v in values]
+            self.requests = [(base + f"{name}: {v}\r\n\r\n").encode("latin-1") + tail for v in values]
         self._next = 0
         self.rate = rate
         self.duration = duration
@@ -266,9 +271,10 @@ class Generator:
         }
 
 
-async def _main(args: argparse.Namespace, rotate: tuple[str, list[str]] | None) -> dict[str, Any]:
+async def _main(args: argparse.Namespace, rotate: tuple[str, list[str]] | None,
+                body: bytes | None = None) -> dict[str, Any]:
     gen = Generator(args.url, args.rate, args.duration, args.warmup, args.header or [], args.max_connections,
-                    args.timeout, rotate)
+                    args.timeout, rotate, body)
     return await gen.run()
 
 
@@ -284,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-H", "--header", action="append", help="'name: value', repeatable")
     p.add_argument("--rotate-header", help="a header whose value rotates over the lines of --rotate-file")
     p.add_argument("--rotate-file", help="one header value per line (e.g. 'Bearer <token>')")
+    p.add_argument("--body-file", help="POST this file's bytes as every request's body (give its -H content-type)")
     args = p.parse_args(argv)
     if bool(args.rotate_header) != bool(args.rotate_file):
         p.error("--rotate-header and --rotate-file go together")
@@ -294,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.rotate_file, encoding="latin-1") as fh:
             rotate = (args.rotate_header, [line.rstrip("\n") for line in fh if line.strip()])
     t0 = time.process_time()
-    result = uvloop.run(_main(args, rotate))
+    body = None
+    if args.body_file:
+        with open(args.body_file, "rb") as fh:
+            body = fh.read()
+    result = uvloop.run(_main(args, rotate, body))
     result["generator_cpu_s"] = round(time.process_time() - t0, 2)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

@@ -196,6 +196,8 @@ class Harness:
         gateway = services.start_gateway(config, workers=self.o.workers, env={})
         self.procs.add("target", lambda: services.stop_gateway(gateway))
         headers, rotate = self._credentials(sc)
+        if sc.body is not None:
+            headers = {**headers, "content-type": "application/json"}
         res.hot_path = _hot_path(gateway.url)
         probe = scenarios.Probe(gateway.url, headers)
         for check in sc.probes():
@@ -205,7 +207,7 @@ class Harness:
         exports_before = self.upstream.otlp_exports()
         self._measure(res, gateway.url + scenarios.PATH, headers, rotate=rotate,
                       cpu_pids=load.process_tree(gateway.proc.pid), redis=sc.features.needs_redis(),
-                      log=gateway.output if sc.features.rate_limit else None)
+                      log=gateway.output if sc.features.rate_limit else None, body=sc.body)
         if sc.features.rate_limit:
             _require_redis_decisions(res)
         if sc.features.tracing is not None:
@@ -217,7 +219,7 @@ class Harness:
         if sc.features.access_log:
             res.notes.append(f"{scenarios.access_log_lines(gateway.output())} access-log lines written")
         if self.o.profile:
-            self._profile(sc.name, gateway.proc.pid, gateway.url + scenarios.PATH, headers, rotate, res)
+            self._profile(sc.name, gateway.proc.pid, gateway.url + scenarios.PATH, headers, rotate, res, sc.body)
 
     def _profile(
         self,
@@ -227,6 +229,7 @@ class Harness:
         headers: dict[str, str],
         rotate: tuple[str, str, list[str]] | None,
         res: Result,
+        body: str | None = None,
     ) -> None:
         """Collapsed stacks of every gateway process under wrk load (py-spy ``raw`` format, for
         flamegraph.pl, inferno or speedscope), plus a text summary of the hottest functions."""
@@ -241,7 +244,8 @@ class Harness:
         )
         try:
             time.sleep(0.5)
-            load.run_wrk(url, duration=seconds, connections=self.o.connections, headers=headers, rotate=rotate)
+            load.run_wrk(url, duration=seconds, connections=self.o.connections, headers=headers, rotate=rotate,
+                         body=body)
             _, err = proc.communicate(timeout=seconds + 30)
         finally:
             if proc.poll() is None:
@@ -273,16 +277,19 @@ class Harness:
         rotate: tuple[str, str, list[str]] | None = None,
         redis: bool = False,
         log: Callable[[], str] | None = None,
+        body: str | None = None,
     ) -> None:
-        """``log``: the gateway's output so far, to tell which runs the rate limiter fell back in."""
+        """``log``: the gateway's output so far, to tell which runs the rate limiter fell back in.
+        ``body``: POST it with every request instead of a GET."""
         o = self.o
         info = self.redis_info if redis else None
         mark = len(log()) if log else 0
         # Warm-up: pools fill, caches and the token cache fill; results discarded.
-        load.run_wrk(url, duration=o.warmup, connections=o.connections, headers=headers, rotate=rotate)
+        load.run_wrk(url, duration=o.warmup, connections=o.connections, headers=headers, rotate=rotate, body=body)
         before = info.snapshot() if info else None
         cpu0 = load.cpu_seconds(cpu_pids)
-        tp = load.run_wrk(url, duration=o.duration, connections=o.connections, headers=headers, rotate=rotate)
+        tp = load.run_wrk(url, duration=o.duration, connections=o.connections, headers=headers, rotate=rotate,
+                          body=body)
         cpu1 = load.cpu_seconds(cpu_pids)
         res.throughput = tp.to_dict()
         if tp.requests:
@@ -297,10 +304,11 @@ class Harness:
         for rate in o.rates:
             before = info.snapshot() if info else None
             if o.generator == "h2load":
-                fr = load.run_h2load(url, rate=rate, duration=o.duration, warmup=min(1.0, o.warmup), headers=headers)
+                fr = load.run_h2load(url, rate=rate, duration=o.duration, warmup=min(1.0, o.warmup), headers=headers,
+                                     body=body)
             else:
                 fr = load.run_openloop(url, rate=rate, duration=o.duration, warmup=min(1.0, o.warmup),
-                                       headers=headers, rotate=rotate)
+                                       headers=headers, rotate=rotate, body=body)
             entry = fr.to_dict()
             if before is not None and info is not None:
                 entry["redis"] = load.redis_delta(before, info.snapshot(), fr.requests)

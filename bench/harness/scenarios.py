@@ -85,6 +85,7 @@ def _observability_landed() -> str | None:
 
 
 LANDING_CHECKS: dict[str, Callable[[], str | None]] = {
+    "validate": lambda: _registry_has("validate"),
     "auth": lambda: _registry_has("auth"),
     "rate_limit": lambda: _registry_has("rate_limit"),
     "cache": lambda: _registry_has("cache"),
@@ -141,6 +142,19 @@ def probe_breaker(p: Probe) -> None:
     state = r.json().get("breakers", {}).get(SERVICE)
     if state in (None, "disabled"):
         raise Unavailable(f"breaker not active: /health reports {state!r} for service {SERVICE!r}")
+
+
+def probe_validate(p: Probe) -> None:
+    """The scenario's body passes; the same body made invalid is refused without the upstream."""
+    from bench.support.search_body import BODY, BODY_BYTES
+
+    headers = {**p.headers, "content-type": "application/json"}
+    r = httpx.post(p.base + PATH, content=BODY_BYTES, headers=headers, timeout=5)
+    if r.status_code != 200:
+        raise Unavailable(f"a valid body got {r.status_code}: {r.text[:200]}")
+    bad = httpx.post(p.base + PATH, json={**BODY, "limit": 500}, headers=headers, timeout=5)
+    if bad.status_code != 400 or "/limit" not in bad.text:
+        raise Unavailable(f"validation not active: an invalid body got {bad.status_code}, not 400 naming /limit")
 
 
 def probe_metrics(p: Probe) -> None:
@@ -204,6 +218,7 @@ class Features:
     metrics: bool = False
     access_log: bool = False
     tracing: float | None = None
+    validate: bool = False  # a JSON Schema check of the body (plugins/validate)
 
     def needs_redis(self) -> bool:
         return bool(self.rate_limit or self.breaker or self.cache)
@@ -218,6 +233,8 @@ class Features:
             needed.append("breaker")
         if self.cache:
             needed.append("cache")
+        if self.validate:
+            needed.append("validate")
         return needed
 
 
@@ -259,6 +276,10 @@ def gateway_config(features: Features, ctx: Context) -> dict[str, Any]:
         route_plugins["rate_limit"] = {"policy": "bench"}
     if features.cache:
         route_plugins["cache"] = {"ttl": 3600, "shared": True}
+    if features.validate:
+        from bench.support.search_body import SCHEMA
+
+        route_plugins["validate"] = {"content_types": ["application/json"], "body": SCHEMA}
     if features.breaker:
         service["breaker"] = {}  # the defaults: 50% failures over a 10 s window, 20 calls minimum
     route: dict[str, Any] = {"name": ROUTE, "path": "/api", "service": SERVICE, "plugins": route_plugins}
@@ -317,6 +338,8 @@ class Scenario:
     against: str | None = None
     # Send tokens (auth) or API keys (api-key rate limit) with every request.
     credentials: str | None = None
+    # POST this JSON text with every request (instead of a GET).
+    body: str | None = None
 
     def probes(self) -> list[Callable[[Probe], None]]:
         f = self.features
@@ -331,11 +354,23 @@ class Scenario:
             found.append(probe_breaker)
         if f.cache:
             found.append(probe_cache)
+        if f.validate:
+            found.append(probe_validate)
         found.append(probe_metrics if f.metrics else probe_metrics_off)
         return found
 
 
 FULL = Features(auth=True, rate_limit="user", breaker=True, metrics=True, access_log=True)
+VALIDATED = Features(auth=True, rate_limit="user", breaker=True, metrics=True, access_log=True, validate=True)
+
+
+def _search_body() -> str:
+    from bench.support.search_body import BODY_BYTES
+
+    return BODY_BYTES.decode("ascii")
+
+
+SEARCH_BODY = _search_body()
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("nginx-direct", "nginx upstream, direct", "the load generator against the upstream alone",
@@ -360,6 +395,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("full-tracing", "full chain + 1% tracing", "the full chain with OpenTelemetry at 1% sampling",
              features=Features(auth=True, rate_limit="user", breaker=True, metrics=True, access_log=True,
                                tracing=0.01), against="full", credentials="token"),
+    Scenario("full-body", "full chain, 1 KB JSON body", "the full chain POSTing the validate scenario's "
+             "~1 KB JSON body, unchecked: what the body alone costs", features=FULL, against="full",
+             credentials="token", body=SEARCH_BODY),
+    Scenario("validate", "full chain + JSON Schema", "the full chain POSTing a ~1 KB JSON body that the "
+             "validate plugin reads, parses (refusing duplicate keys) and checks against a draft 2020-12 "
+             "schema before forwarding it", features=VALIDATED, against="full", credentials="token",
+             body=SEARCH_BODY),
     Scenario("cache-hit", "cache hit", "a GET answered from the gateway's cache (per-worker tier kept "
              "coherent through Redis)", features=Features(cache=True), against="nginx-proxy"),
 )

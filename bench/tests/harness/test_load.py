@@ -82,3 +82,11 @@ def test_cpu_seconds_of_a_process_tree() -> None:
     finally:
         proc.kill()
         proc.wait(5)
+
+
+def test_wrk_script_posts_a_body_and_keeps_fixed_headers_when_rotating() -> None:
+    script = load.wrk_script({"content-type": "application/json"}, ("authorization", "Bearer ", ["t1"]), "/api/x",
+                             body='{"q": 1}')
+    assert 'wrk.method = "POST"' in script and 'wrk.body = [==[{"q": 1}]==]' in script
+    # A rotated request replaces wrk.headers: the content type must be in its own table.
+    assert "wrk.format(nil, [==[/api/x]==], {[ [==[content-type]==] ] = [==[application/json]==], " in script

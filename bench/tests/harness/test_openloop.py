@@ -104,3 +104,17 @@ def test_refuses_non_loopback_targets() -> None:
         cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
     )
     assert out.returncode != 0 and "loopback" in out.stderr
+
+
+def test_a_body_is_posted_with_its_length() -> None:
+    from bench.harness.openloop import Generator
+
+    async def build() -> list[bytes]:
+        gen = Generator("http://127.0.0.1:9/api", 10, 1, 0, ["content-type: application/json"], 4, 1,
+                        ("authorization", ["Bearer a", "Bearer b"]), b'{"q": 1}')
+        return gen.requests
+
+    requests = asyncio.run(build())
+    assert len(requests) == 2
+    assert requests[0].startswith(b"POST /api HTTP/1.1\r\n")
+    assert b"content-length: 8\r\n" in requests[0] and requests[0].endswith(b'authorization: Bearer a\r\n\r\n{"q": 1}')
