@@ -128,3 +128,29 @@ def test_only_a_digesting_route_runs_the_request_phase() -> None:
     hooks = {r.name: len(r.chain.request) for r in gw.table.routes}
     assert hooks == {"a": 0, "b": 1}
     assert all(isinstance(r.chain.plugins[0], AuditPlugin) for r in gw.table.routes)
+
+
+VALIDATED = ("  - {name: search, path: /search, service: backend, plugins: {validate: {body: {type: object, "
+             "required: [q], properties: {q: {type: string}}}}%s}}")
+
+
+async def test_validation_refusals_are_recorded(peer_factory: Callable[[Handler], Peer]) -> None:
+    sink = Sink()
+    gw = build(peer_factory(answer(OK)).url, VALIDATED % "", sink)
+    body = b'{"x": 1}'
+    got = await call(gw, "POST", "/search", [(b"content-type", b"application/json"),
+                                             (b"content-length", str(len(body)).encode())], [body])
+    assert got.status == 400
+    [event] = sink.events
+    assert (event.type, event.reason, event.route) == (AuditType.VALIDATION_FAILED, "schema", "search")
+
+
+async def test_a_body_the_validator_read_is_digested_as_forwarded(peer_factory: Callable[[Handler], Peer]) -> None:
+    sink = Sink()
+    gw = build(peer_factory(answer(OK)).url, VALIDATED % ", audit: {requests: true, body_digest: true}", sink)
+    body = b'{"q": "rain"}'
+    got = await call(gw, "POST", "/search", [(b"content-type", b"application/json"),
+                                             (b"content-length", str(len(body)).encode())], [body])
+    assert got.status == 200
+    [event] = sink.events
+    assert event.details is not None and event.details["body_sha256"] == hashlib.sha256(body).hexdigest()
