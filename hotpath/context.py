@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Final, Generic, TypeVar, cast
 
+from mypy_extensions import mypyc_attr
+
 from hotpath.audit import Refusal
 
 Header = tuple[bytes, bytes]
@@ -54,6 +56,8 @@ class RouteInfo:
         self.max_body_bytes = max_body_bytes
 
 
+# Plugins run interpreted (third-party ones always): they must be able to subclass it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class BodyTap:
     """Sees every chunk of a body as it streams (a request's or a response's).
 
