@@ -111,6 +111,25 @@ class Template:
         # The literal segments, parameters replaced by a placeholder that normalizes cleanly.
         self.static_path = "/" + "/".join(s if isinstance(s, str) else "p" for s in segments)
 
+    def expand(self, params: dict[str, str]) -> str:
+        """The path this template gives for ``params`` (building a URL to a template route,
+        such as a signed download link). Raises ``TemplateError`` for a missing parameter or
+        a value its segment would not match."""
+        parts: list[str] = []
+        names = iter(self.names)
+        for seg in self.segments:
+            if isinstance(seg, str):
+                parts.append(seg)
+                continue
+            name = next(names)
+            value = params.get(name)
+            if value is None:
+                raise TemplateError(f"parameter '{name}' is missing")
+            if "/" in value or not seg.accepts(value):
+                raise TemplateError(f"parameter '{name}' does not match its segment")
+            parts.append(value)
+        return "/" + "/".join(parts)
+
     def params(self, path: str) -> dict[str, str]:
         """The parameters of ``path``, which this template is known to match."""
         parts = path.split("/")

@@ -160,3 +160,17 @@ def test_bad_templates_are_refused() -> None:
     for bad in ("/a/x{id}", "/a/{id", "/a/{1d}", "/a/{id}/{id}", "/a/{id:}", "/a/{id:[}"):
         with pytest.raises(TemplateError):
             Template(bad)
+
+
+def test_a_template_expands_back_into_a_path() -> None:
+    import pytest
+
+    from hotpath.templates import Template, TemplateError
+
+    template = Template("/jobs/{job_id:int}/files/{name}")
+    path = template.expand({"job_id": "7", "name": "take.wav"})
+    assert path == "/jobs/7/files/take.wav"
+    assert template.params(path) == {"job_id": "7", "name": "take.wav"}
+    for bad in ({"job_id": "x", "name": "a"}, {"job_id": "7"}, {"job_id": "7", "name": "a/b"}):
+        with pytest.raises(TemplateError):
+            template.expand(bad)
