@@ -21,9 +21,13 @@ CORRELATION_ID: Final = b"x-correlation-id"
 
 
 class Identity:
-    """Who the caller is, as established by an auth plugin."""
+    """Who the caller is, as established by an auth plugin.
 
-    __slots__ = ("claims", "roles", "scopes", "subject", "tier")
+    ``credential`` says what the caller proved it with: ``"bearer"`` (a verified JWT) or
+    ``"api_key"`` (an API key or service token); the rate limiter's ``api_key`` key reads it.
+    """
+
+    __slots__ = ("claims", "credential", "roles", "scopes", "subject", "tier")
 
     def __init__(
         self,
@@ -32,12 +36,14 @@ class Identity:
         roles: frozenset[str] = frozenset(),
         scopes: frozenset[str] = frozenset(),
         claims: dict[str, Any] | None = None,
+        credential: str = "bearer",
     ) -> None:
         self.subject = subject
         self.tier = tier
         self.roles = roles
         self.scopes = scopes
         self.claims = claims or {}
+        self.credential = credential
 
 
 class RouteInfo:

@@ -77,7 +77,7 @@ def ratelimit_endpoints(runtime: WorkerRuntime) -> list[AdminEndpoint]:
 
     caller_params = [
         path_param("policy", "Rate-limit policy name"),
-        path_param("caller", "The caller as requests name it: subject, API key, header value or IP"),
+        path_param("caller", "The caller as requests name it: subject (of a token or an API key), header value or IP"),
         {
             "name": "kind",
             "in": "query",

@@ -1,6 +1,6 @@
 """Operations for the admin API: one caller's usage, resetting a caller or a whole policy.
 
-Callers are named as in requests (a subject, an API key, a header value, an IP) together
+Callers are named as in requests (a subject, a header value, an IP) together
 with the kind of key (default: the policy's own); they are hashed exactly as the request
 path hashes them. The backend does the work (``LimitBackend.usage``, ``forget``,
 ``forget_prefix``), in Redis or in this process.

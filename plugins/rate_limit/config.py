@@ -88,10 +88,12 @@ class HeadersConfig(Strict, frozen=True, kw_only=True):
 
 
 class PolicyConfig(Strict, frozen=True, kw_only=True):
-    # What one limit counter belongs to. ``user`` is the authenticated subject; callers
-    # without the chosen key (anonymous, no header) are keyed by client IP instead.
+    # What one limit counter belongs to. ``user`` is the authenticated subject, ``api_key``
+    # the subject of a verified API key (the auth plugin's key sets), ``path_param`` a path
+    # parameter's value; callers without the chosen key (anonymous, no header) are keyed by
+    # client IP instead.
     key: Literal["user", "api_key", "ip", "header", "path_param"] = "user"
-    # Request header carrying the key for ``api_key`` (default x-api-key) and ``header``.
+    # Request header whose value is the key for ``header``.
     header: HeaderName | None = None
     # For ``path_param``: the route template's parameter to count by (``job_id`` of
     # ``/jobs/{job_id}/stream``); every route using the policy must have it.

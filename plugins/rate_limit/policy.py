@@ -4,9 +4,10 @@ Key layout (one decision = one hash tag = one Cluster slot)::
 
     <prefix>:v<version>:rl:{<policy>:<caller>}:<limit suffix>
 
-``<caller>`` is a keyed BLAKE2b digest of ``<kind>:<value>`` (``u:`` user, ``k:`` API
-key, ``h:`` header, ``ip:`` address, ``p:`` a path parameter's value): raw API keys and subjects never reach Redis, the
-key length is bounded, and no caller-controlled ``{``/``}`` can move the hash tag.
+``<caller>`` is a keyed BLAKE2b digest of ``<kind>:<value>`` (``u:`` user, ``k:`` the
+subject of a verified API key, ``h:`` header, ``ip:`` address, ``p:`` a path parameter's
+value): raw header values and subjects never reach Redis, the key length is bounded, and
+no caller-controlled ``{``/``}`` can move the hash tag.
 """
 
 from __future__ import annotations
@@ -100,9 +101,14 @@ class CompiledPolicy:
     def __init__(self, name: str, cfg: PolicyConfig, key_base: str, workers: int) -> None:
         self.name = name
         self.key = cfg.key
-        header = cfg.header or ("x-api-key" if cfg.key == "api_key" else None)
+        header = cfg.header
         if cfg.key == "header" and header is None:
             raise ValueError(f"policy '{name}': key 'header' needs 'header' (the request header to key by)")
+        if cfg.key != "header" and header is not None:
+            raise ValueError(
+                f"policy '{name}': 'header' applies to key 'header' only (key 'api_key' counts the subject of "
+                "the API key the auth plugin verified, whatever header carried it)"
+            )
         self.header = header.encode("ascii") if header else None
         if cfg.key == "path_param" and cfg.param is None:
             raise ValueError(f"policy '{name}': key 'path_param' needs 'param' (the path parameter to key by)")
@@ -143,7 +149,11 @@ class CompiledPolicy:
     def caller(self, ctx: RequestContext) -> tuple[str, str | bytes]:
         """Who this request counts against: (kind, value); callers without the policy's
         key go by IP. A path parameter counts every caller of one value together (all
-        streams of one job), whoever sends them."""
+        streams of one job), whoever sends them.
+
+        ``api_key`` is the subject of a verified API key (``Identity.credential``), never
+        the string a client sends: a client that invents a key per request is still one
+        address. Several keys of one client (rotation) share its counters."""
         kind = self.key
         if kind == "user":
             if ctx.identity is not None:
@@ -153,7 +163,11 @@ class CompiledPolicy:
             param = params.get(self.param) if params is not None and self.param is not None else None
             if param:
                 return kind, param
-        elif kind != "ip":
+        elif kind == "api_key":
+            identity = ctx.identity
+            if identity is not None and identity.credential == "api_key":
+                return "api_key", identity.subject
+        elif kind == "header":
             assert self.header is not None
             value = ctx.header(self.header)
             if value:

@@ -32,6 +32,7 @@ BAD = BAD_CONFIGS / "rate_limit"
         ("header_key_without_header.yaml", "plugins.rate_limit", "needs 'header'"),
         ("path_param_without_param.yaml", "plugins.rate_limit", "needs 'param'"),
         ("path_param_not_in_route.yaml", "routes[0].plugins.rate_limit", "path parameter 'job_id'"),
+        ("api_key_with_header.yaml", "plugins.rate_limit", "'header' applies to key 'header' only"),
     ],
 )
 def test_bad_configs_name_file_path_and_field(name: str, path: str, words: str) -> None:
@@ -163,6 +164,33 @@ def test_request_keys_are_cached_per_caller_and_plan_and_bounded(monkeypatch: py
         c = ctx(ip=f"10.1.0.{i}")
         assert policy.request_keys(c, free) == tuple(policy.keys(caller_id("ip", f"10.1.0.{i}"), free))
         assert len(policy.recent) <= 4
+
+
+def test_api_key_callers_are_verified_key_subjects_never_the_sent_string() -> None:
+    from plugins.rate_limit.policy import caller_id
+
+    text = CONFIG + """
+plugins:
+  rate_limit:
+    policies:
+      default: {key: api_key}
+"""
+    policy = make_plugin(Sink(), text).policy
+    free = policy.tiers["free"]
+    # Two keys of one client (a rotation) count together, whatever the header said.
+    first = ctx(Identity("media-worker", "free", credential="api_key"), ip="10.0.0.1")
+    first.headers.append((b"x-api-key", b"key-one"))
+    second = ctx(Identity("media-worker", "free", credential="api_key"), ip="10.0.0.2")
+    second.headers.append((b"x-api-key", b"key-two"))
+    expected = tuple(policy.keys(caller_id("api_key", "media-worker"), free))
+    assert policy.request_keys(first, free) == expected
+    assert policy.request_keys(second, free) == expected
+    # An unverified string (no identity) and a JWT identity go by address: inventing a key
+    # per request buys nothing.
+    invented = ctx(None, ip="10.0.0.3")
+    invented.headers.append((b"x-api-key", b"made-up"))
+    assert policy.caller(invented) == ("ip", "10.0.0.3")
+    assert policy.caller(ctx(Identity("alice", "free"), ip="10.0.0.4")) == ("ip", "10.0.0.4")
 
 
 def test_headers_report_a_limit_the_tier_does_not_name() -> None:
