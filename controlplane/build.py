@@ -15,7 +15,7 @@ from controlplane.breakers import attach_resilience
 from controlplane.config.errors import ConfigError
 from controlplane.config.loader import LoadedConfig, locate_line
 from hotpath.audit import NullAuditSink
-from hotpath.context import RouteInfo
+from hotpath.context import Header, RouteInfo
 from hotpath.gateway import Gateway
 from hotpath.headers import RequestHeaderPolicy, TrustedProxies
 from hotpath.plugin import Chain, Plugin, PluginSetup
@@ -118,7 +118,7 @@ def build_gateway(
     services = build_services(loaded, runtime, client_factory)
     table = build_routes(loaded, runtime, services)
     trusted = TrustedProxies(server.trusted_proxies)
-    policy = RequestHeaderPolicy(server.identity_headers, trusted)
+    policy = RequestHeaderPolicy(owned_headers(loaded, table), trusted)
     gateway = Gateway(
         table,
         Proxy(policy, runtime.telemetry),
@@ -127,5 +127,26 @@ def build_gateway(
         max_uri_bytes=server.max_uri_bytes,
         max_header_bytes=server.max_header_bytes,
         keep_encoded_slash=server.encoded_slash == "keep",
+        unrouted_headers=unrouted_headers(loaded),
     )
     return gateway, services
+
+
+def owned_headers(loaded: LoadedConfig, table: RouteTable) -> list[str]:
+    """Request headers no client may pass to an upstream: the identity headers, and those
+    any route's plugins own (credentials they read, headers they set from a trusted answer)."""
+    owned = {h.lower() for h in loaded.gateway.server.identity_headers}
+    for route in table.routes:
+        for plugin in route.chain.plugins:
+            owned.update(h.lower() for h in plugin.owned_headers())
+    return sorted(owned)
+
+
+def unrouted_headers(loaded: LoadedConfig) -> list[Header]:
+    """Response headers of answers that match no route, from the default plugins."""
+    out: list[Header] = []
+    for name, config in loaded.default_plugins.items():
+        cls = loaded.registry.get(name)
+        if cls is not None:
+            out.extend(cls.unrouted_headers(config))
+    return out

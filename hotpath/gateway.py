@@ -37,6 +37,7 @@ class Gateway:
         "_max_header",
         "_max_uri",
         "_trusted",
+        "_unrouted",
         "proxy",
         "table",
         "telemetry",
@@ -52,6 +53,7 @@ class Gateway:
         max_uri_bytes: int,
         max_header_bytes: int,
         keep_encoded_slash: bool,
+        unrouted_headers: list[Header] | None = None,
     ) -> None:
         self.table = table
         self.proxy = proxy
@@ -60,6 +62,9 @@ class Gateway:
         self._max_uri = max_uri_bytes
         self._max_header = max_header_bytes
         self._keep_encoded_slash = keep_encoded_slash
+        # Added to answers for requests that match no route, which no route's plugins see
+        # (the security headers of default_plugins).
+        self._unrouted: list[Header] = unrouted_headers or []
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = perf_counter()
@@ -199,6 +204,8 @@ class Gateway:
             out.append((RETRY_AFTER, str(exc.retry_after).encode()))
         out.extend(exc.headers)
         out.extend(ctx.response_headers)
+        if ctx.route is None and self._unrouted:
+            out.extend(self._unrouted)
         ctx.status = exc.status
         ctx.bytes_out = len(body)
         await _send_final(send, exc.status, out, b"" if ctx.method == "HEAD" else body)

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 import msgspec
 
 from hotpath.context import BodyTap as BodyTap
-from hotpath.context import RequestContext
+from hotpath.context import Header, RequestContext
 from hotpath.context import RouteInfo as RouteInfo
 from hotpath.responses import LocalResponse as LocalResponse
 from hotpath.responses import ResponseHead as ResponseHead
@@ -87,6 +87,20 @@ class Plugin(Generic[ConfigT]):
 
     def check(self) -> None:
         """Cross-field checks on the per-route config after construction; raise ValueError."""
+
+    def owned_headers(self) -> tuple[str, ...]:
+        """Request headers this plugin owns, removed from every client request before it is
+        forwarded, on every route (like ``server.identity_headers``): a credential it reads
+        (an API-key header) or a header it sets from a trusted answer (forward auth), so that
+        no client can hand an upstream its own copy. Asked once, when the gateway is built."""
+        return ()
+
+    @classmethod
+    def unrouted_headers(cls, config: msgspec.Struct) -> list[Header]:
+        """Response headers for the gateway's answers to requests that match no route (404,
+        405, a path refused before routing), when ``default_plugins`` applies this plugin to
+        every route with ``config``. Asked once, when the gateway is built."""
+        return []
 
     def uses(self, hook: str) -> bool:
         """Whether this instance needs ``hook`` on its route: by default, whether its class

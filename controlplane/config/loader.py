@@ -51,6 +51,8 @@ class LoadedConfig(msgspec.Struct, frozen=True):
     routes: tuple[ValidatedRoute, ...]
     plugin_settings: dict[str, msgspec.Struct]
     registry: PluginRegistry
+    # ``default_plugins`` validated, without those switched off (``name: false``).
+    default_plugins: dict[str, msgspec.Struct] = {}
 
     @property
     def state_backend(self) -> str:
@@ -255,6 +257,15 @@ def load_config_text(
         if name not in settings and cls.settings_type is not None:
             settings[name] = ctx.convert({}, cls.settings_type, f"plugins.{name}")
 
+    defaults: dict[str, msgspec.Struct] = {}
+    for pname, pvalue in gateway.default_plugins.items():
+        cls = reg.get(pname)
+        if cls is None:
+            raise ctx.error(f"default_plugins.{pname}", f"unknown plugin (known: {', '.join(reg.names())})")
+        if pvalue is not False:
+            defaults[pname] = ctx.convert(pvalue if pvalue is not None else {}, cls.config_type,
+                                          f"default_plugins.{pname}")
+
     routes: list[ValidatedRoute] = []
     seen_names: set[str] = set()
     for i, raw_route in enumerate(gateway.routes):
@@ -286,6 +297,7 @@ def load_config_text(
         routes=tuple(routes),
         plugin_settings=settings,
         registry=reg,
+        default_plugins=defaults,
     )
 
 

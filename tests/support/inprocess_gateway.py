@@ -53,12 +53,13 @@ def route(svc: Service, path: str = "/api", *, name: str = "api", methods: tuple
                  retry_non_idempotent=False, chain=Chain(list(plugins)))
 
 
-def gateway(routes: list[Route], telemetry: Telemetry | None = None, **limits: int) -> Gateway:
+def gateway(routes: list[Route], telemetry: Telemetry | None = None, *, unrouted: list[Header] | None = None,
+            **limits: int) -> Gateway:
     tele = telemetry or Telemetry()
     trusted = TrustedProxies(())
     return Gateway(RouteTable(routes), Proxy(RequestHeaderPolicy((), trusted), tele), tele, trusted,
                    max_uri_bytes=limits.get("max_uri", 8192), max_header_bytes=limits.get("max_header", 32768),
-                   keep_encoded_slash=False)
+                   keep_encoded_slash=False, unrouted_headers=unrouted)
 
 
 class Answer:

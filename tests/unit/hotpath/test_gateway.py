@@ -127,6 +127,18 @@ async def test_no_route_is_404_and_a_wrong_method_is_405() -> None:
     assert error_of(wrong.body)["error"]["details"] == {"allowed": ["GET", "HEAD"]}
 
 
+async def test_answers_that_match_no_route_carry_the_unrouted_headers() -> None:
+    svc = service("http://127.0.0.1:9")
+    extra = [(b"x-frame-options", b"DENY")]
+    gw = gateway([route(svc, methods=("GET",), plugins=[Refuses()])], unrouted=extra)
+    for method, target, status in (("GET", "/elsewhere", 404), ("POST", "/api", 405), ("GET", "/a%2fb", 400)):
+        got = await call(gw, method, target)
+        assert got.status == status and got.header(b"x-frame-options") == b"DENY", target
+    # A routed answer is the route's plugins' business: the unrouted headers stay off it.
+    routed = await call(gw, "GET", "/api")
+    assert routed.status == 418 and routed.header(b"x-frame-options") is None
+
+
 async def test_unsafe_paths_are_refused() -> None:
     gw = gateway([])
     for path in ("/api/%2e%2e%2f%2e%2e/etc", "/a%2fb", "/a/%00"):
