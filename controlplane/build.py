@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
+
+import msgspec
 
 from controlplane.breakers import attach_resilience
 from controlplane.config.errors import ConfigError
 from controlplane.config.loader import LoadedConfig, locate_line
+from hotpath import errors
 from hotpath.audit import NullAuditSink
-from hotpath.context import Header, RouteInfo
+from hotpath.context import Header, RequestContext, RouteInfo
+from hotpath.errors import CannedError, ErrorCode
 from hotpath.gateway import Gateway
 from hotpath.headers import RequestHeaderPolicy, TrustedProxies
-from hotpath.plugin import Chain, Plugin, PluginSetup
+from hotpath.plugin import Chain, Plugin, PluginSetup, Verdict
 from hotpath.proxy import Proxy
 from hotpath.redis.state import SharedState
 from hotpath.router import Route, RouteTable
 from hotpath.runtime import WorkerRuntime
+from hotpath.structs import Strict
 from hotpath.upstream.client import UpstreamClient
 from hotpath.upstream.config import ServiceConfig
 from hotpath.upstream.h1_client import H1UpstreamClient
@@ -34,6 +39,10 @@ ClientFactory = Callable[[ServiceConfig], UpstreamClient]
 # configures it or switches it off (``audit: false``): refusals are then recorded as before
 # routes could choose.
 IMPLICIT_AUDIT = "audit"
+
+
+class NoConfig(Strict, frozen=True, kw_only=True):
+    pass
 
 
 def default_client(config: ServiceConfig) -> UpstreamClient:
@@ -78,9 +87,27 @@ def _plugins_of(loaded: LoadedConfig, index: int, runtime: WorkerRuntime) -> lis
     return plugins
 
 
+class DisabledRoute(Plugin[NoConfig]):
+    """The whole chain of a route the environment switched off (``ROUTES_DISABLED``): it
+    answers 404 as if the route did not exist, but keeps its paths, so a shorter prefix
+    route never serves them instead (with other plugins, or none)."""
+
+    name: ClassVar[str] = "disabled"
+    config_type: ClassVar[type[msgspec.Struct]] = NoConfig
+
+    def __init__(self, info: RouteInfo, runtime: WorkerRuntime, extra_headers: list[Header]) -> None:
+        super().__init__(NoConfig(), PluginSetup(info, None, runtime))
+        self._answer = CannedError(404, ErrorCode.NOT_FOUND, errors.NOT_FOUND.message, extra_headers)
+
+    async def on_request(self, ctx: RequestContext) -> Verdict:
+        ctx.report("route", "disabled")
+        return self._answer.response(ctx.request_id)
+
+
 def build_routes(loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[str, Service]) -> RouteTable:
     routes: list[Route] = []
     config_dir = os.path.dirname(os.path.abspath(loaded.file))
+    off_headers = unrouted_headers(loaded)
     for i, vr in enumerate(loaded.routes):
         rc = vr.config
         info = RouteInfo(rc.name, rc.path, rc.service, rc.methods, rc.max_body_bytes)
@@ -94,6 +121,9 @@ def build_routes(loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[st
                 where = f"routes[{i}].plugins.{cls.name}"
                 raise ConfigError(loaded.file, where, str(exc), locate_line(loaded.file, where)) from None
             instances.append(plugin)
+        if rc.name in loaded.env.disabled_routes:
+            # Built all the same, so that `gatehouse check` finds what would stop it later.
+            instances = [DisabledRoute(info, runtime, off_headers)]
         service = services[rc.service]
         routes.append(
             Route(

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from controlplane.config.errors import ConfigError
 from controlplane.config.loader import LoadedConfig, load_config
@@ -123,19 +124,49 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"gatehouse: configuration error: {exc}", file=sys.stderr)
         return 2
-    table = gateway.table.describe()
+    table = describe_routes(loaded, gateway.table.describe())
     if args.json:
         sys.stdout.write(orjson.dumps(table, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    print(f"{loaded.file}: OK, {len(table)} route(s), state backend: {loaded.state_backend}")
+    off = loaded.env.disabled_routes
+    print(f"{loaded.file}: OK, {len(table)} route(s)"
+          f"{f' ({len(off)} switched off by the environment)' if off else ''}, state backend: {loaded.state_backend}")
     width = max((len(r["name"]) for r in table), default=4)
     for r in table:
         methods = ",".join(r["methods"])
+        plugins = ", ".join(r["plugins"]) or "-"
+        state = f"OFF by {r['switched_off_by']}" if r["switched_off_by"] else f"plugins: {plugins}"
         print(
             f"  {r['name']:<{width}}  {r['match']:<6} {r['path']:<28} {methods:<18} -> {r['service']}"
-            f"{r['upstream'] if r['upstream'] != r['path'] else ''}  plugins: {', '.join(r['plugins']) or '-'}"
+            f"{r['upstream'] if r['upstream'] != r['path'] else ''}  {state}"
         )
+    print("services:")
+    width = max((len(name) for name in loaded.services), default=4)
+    for name, svc in loaded.services.items():
+        source = loaded.env.service_urls.get(name)
+        print(f"  {name:<{width}}  {', '.join(svc.urls)}{f'  (from {source})' if source else ''}")
     return 0
+
+
+def describe_routes(loaded: LoadedConfig, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The compiled route table with what the environment changed: whether each route is
+    served (and which variable switched it off), and its service's URLs (and which variable
+    set them)."""
+    by_name = {vr.config.name: vr for vr in loaded.routes}
+    out = []
+    for row in table:
+        vr = by_name[row["name"]]
+        off = loaded.env.disabled_routes.get(row["name"])
+        service = loaded.services[row["service"]]
+        out.append({
+            **row,
+            "plugins": [cls.name for cls, _ in vr.plugins] if off else row["plugins"],
+            "enabled": off is None,
+            "switched_off_by": off,
+            "urls": list(service.urls),
+            "urls_from": loaded.env.service_urls.get(row["service"]),
+        })
+    return out
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

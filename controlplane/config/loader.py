@@ -10,6 +10,8 @@ Precedence, lowest first: the file, then environment variables, then CLI flags.
   environment (an unset variable without default is an error naming the field).
 - ``GATEHOUSE_HOST``, ``GATEHOUSE_PORT``, ``GATEHOUSE_WORKERS``, ``REDIS_URL`` and
   ``<NAME>_SERVICE_URL`` (comma-separated instance URLs) override the file.
+- ``SERVICE_ENDPOINT_OVERRIDES``, ``ROUTES_ENABLED`` and ``ROUTES_DISABLED`` point services
+  elsewhere and switch routes off (``controlplane.config.env_overrides``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
+from controlplane.config.env_overrides import EnvChanges, apply_service_urls, disabled_routes
 from controlplane.config.errors import ConfigError, join_path, split_msgspec_error
 from controlplane.config.registry import PluginRegistry
 from controlplane.config.schema import GatewayConfig, RouteConfig, ServiceConfig
@@ -53,6 +56,8 @@ class LoadedConfig(msgspec.Struct, frozen=True):
     registry: PluginRegistry
     # ``default_plugins`` validated, without those switched off (``name: false``).
     default_plugins: dict[str, msgspec.Struct] = {}
+    # Routes switched off and services pointed elsewhere by the environment.
+    env: EnvChanges = EnvChanges()
 
     @property
     def state_backend(self) -> str:
@@ -218,6 +223,7 @@ def load_config_text(
         raise ctx.error("", "the top level must be a mapping")
     raw = _interpolate(raw, "", environ, ctx)
     _apply_env_overrides(raw, environ)
+    service_urls = apply_service_urls(raw, environ, env_name_for_service)
     for dotted, value in (overrides or {}).items():
         _set_path(raw, dotted, value)
 
@@ -289,6 +295,7 @@ def load_config_text(
             plugins.append((cls, parsed_cfg))
         routes.append(ValidatedRoute(config=route, plugins=tuple(plugins), switched_off=frozenset(switched_off)))
     _check_template_conflicts(ctx, routes)
+    disabled = disabled_routes(environ, (r.config.name for r in routes))
 
     return LoadedConfig(
         file=file,
@@ -298,6 +305,7 @@ def load_config_text(
         plugin_settings=settings,
         registry=reg,
         default_plugins=defaults,
+        env=EnvChanges(disabled_routes=disabled, service_urls=service_urls),
     )
 
 
@@ -401,12 +409,6 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 _set_path(raw, dotted, conv(env[var]))
             except ValueError:
                 raise ConfigError(f"${var}", dotted, f"'{env[var]}' is not a valid {conv.__name__}") from None
-    services = raw.get("services")
-    if isinstance(services, dict):
-        for name, svc in services.items():
-            override = env.get(env_name_for_service(str(name)))
-            if override and isinstance(svc, dict):
-                svc["urls"] = [u.strip() for u in override.split(",") if u.strip()]
 
 
 def _set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
