@@ -18,6 +18,7 @@ BUILTINS: dict[str, str] = {
     "audit": "plugins.audit:AuditPlugin",
     "cors": "plugins.cors:CorsPlugin",
     "rate_limit": "plugins.rate_limit:RateLimitPlugin",
+    "security_headers": "plugins.security_headers:SecurityHeadersPlugin",
     "validate": "plugins.validate:ValidatePlugin",
 }
 

@@ -61,6 +61,7 @@ MODULES: tuple[str, ...] = (
     "plugins.rate_limit.metrics",
     "plugins.rate_limit.plugin",
     "plugins.rate_limit.policy",
+    "plugins.security_headers.plugin",
     "observability.access_log",
     "observability.gateway_telemetry",
     "observability.request_metrics",

@@ -11,6 +11,7 @@ Endpoints:
 - ``/hop``: a response carrying hop-by-hop headers (and one named in ``Connection``).
 - ``/raw-header``: a response with non-ASCII header bytes (UTF-8 and latin-1).
 - ``/hang``: never answers.
+- ``/with-headers?h=name:value&h=...``: 200 carrying each given response header.
 - ``/cache/...``: 200 with ``Cache-Control`` from ``?cc=`` and ``Vary`` from ``?vary=``.
 - ``/slowcache/...?delay=s``: like ``/cache/`` (``?cc=``), answered after ``delay`` seconds.
 - ``/truncated/...``: declares a Content-Length, sends 10 bytes, then fails mid-body.
@@ -133,6 +134,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return await _json(send, 200, {"hop": True}, [
             (b"connection", b"x-upstream-secret"), (b"x-upstream-secret", b"1"), (b"keep-alive", b"timeout=5"),
             (b"proxy-authenticate", b"Basic"), (b"x-kept", b"yes"), (b"x-request-id", b"upstream-chosen")])
+    if path == "/with-headers":
+        await _body(receive)
+        pairs = parse_qs(scope["query_string"].decode("latin-1")).get("h", [])
+        given = [(n.strip().lower().encode(), v.strip().encode()) for n, _, v in (p.partition(":") for p in pairs)]
+        return await _json(send, 200, {"headers": len(given)}, given)
     if path == "/raw-header":
         await _body(receive)
         return await _json(send, 200, {"raw": True}, [(b"x-name", "José 中".encode()), (b"x-latin", b"caf\xe9")])
