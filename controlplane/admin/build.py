@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from controlplane.admin.app import AdminApplication, AdminEndpoint
+from controlplane.admin.auth_endpoints import auth_endpoints
 from controlplane.admin.breaker_endpoints import breaker_endpoints
 from controlplane.admin.cache_endpoints import cache_endpoints
 from controlplane.admin.config import AdminSettingsError, resolve_token
@@ -45,6 +46,7 @@ def build_admin(loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[str
         *ratelimit_endpoints(runtime),
         *breaker_endpoints(runtime),
         *cache_endpoints(runtime),
+        *auth_endpoints(runtime, loaded.plugin_settings.get("auth")),
     ]
     app = AdminApplication(token, runtime.audit, endpoints, build_document(endpoints, VERSION))
     listener = AdminListener(

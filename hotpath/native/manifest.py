@@ -47,6 +47,7 @@ MODULES: tuple[str, ...] = (
     "hotpath.resilience.retry",
     "hotpath.resilience.shared",
     "plugins.audit.plugin",
+    "plugins.auth.api_keys",
     "plugins.auth.keys",
     "plugins.auth.plugin",
     "plugins.auth.verifier",

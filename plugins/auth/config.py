@@ -24,6 +24,8 @@ from typing import Annotated, Literal
 import msgspec
 
 from hotpath.structs import Seconds, Strict
+from plugins.auth.api_key_config import NAME_PATTERN as API_KEY_NAME_PATTERN
+from plugins.auth.api_key_config import KeySetConfig, KeySetName
 
 Algorithm = Literal[
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"
@@ -34,8 +36,8 @@ HMAC_MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 # Claim names may be dotted paths into nested objects ("realm_access.roles").
 ClaimPath = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
-# Roles and scopes travel in headers (comma- and space-separated), so they are plain tokens.
-NAME_PATTERN = r"^[!#-+\--\[\]-~]{1,128}$"  # visible ASCII except space, ',', '"' and '\\'
+# Roles and scopes, of a token or an API key, travel in headers (api_key_config).
+NAME_PATTERN = API_KEY_NAME_PATTERN
 PolicyName = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 TIER_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
@@ -123,17 +125,30 @@ class AuthSettings(Strict, frozen=True, kw_only=True):
     realm: Annotated[str, msgspec.Meta(pattern=r'^[^"\\\x00-\x1f\x7f]{1,64}$')] = "gatehouse"
     # Header carrying "Bearer <token>".
     header: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9\-]{1,64}$")] = "authorization"
+    # API keys and service tokens, by set (docs/api-keys.md).
+    key_sets: dict[KeySetName, KeySetConfig] = {}
+    # Key set of routes that accept API keys and name none; defaults to the only set.
+    default_key_set: str | None = None
 
     def __post_init__(self) -> None:
         if self.default_provider is not None and self.default_provider not in self.providers:
             raise ValueError(f"default_provider '{self.default_provider}' is not one of the providers")
+        if self.default_key_set is not None and self.default_key_set not in self.key_sets:
+            raise ValueError(f"default_key_set '{self.default_key_set}' is not one of the key_sets")
+        for name, key_set in self.key_sets.items():
+            if key_set.header == self.header.lower():
+                raise ValueError(f"key_sets.{name}.header: '{key_set.header}' carries bearer tokens here")
 
 
 class AuthRouteConfig(Strict, frozen=True, kw_only=True):
     # public: no check; optional: a valid token sets the identity, none is anonymous, an
     # invalid one is refused; required: a valid token is needed.
     mode: Literal["required", "optional", "public"] = "required"
+    # What a caller may prove itself with: a bearer JWT, an API key, or either.
+    credentials: Annotated[tuple[Literal["bearer", "api_key"], ...], msgspec.Meta(min_length=1)] = ("bearer",)
     provider: str | None = None
+    # The key set of API keys here (plugins.auth.key_sets); default: default_key_set.
+    key_set: str | None = None
     # Every listed scope is required.
     scopes: tuple[PolicyName, ...] = ()
     # The caller needs any one (roles_match: any) or all (all) of these roles.
@@ -143,3 +158,9 @@ class AuthRouteConfig(Strict, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.mode != "required" and (self.scopes or self.roles):
             raise ValueError("scopes and roles need mode: required")
+        if len(set(self.credentials)) != len(self.credentials):
+            raise ValueError("credentials lists a value twice")
+        if self.key_set is not None and "api_key" not in self.credentials:
+            raise ValueError("key_set needs api_key in credentials")
+        if self.provider is not None and "bearer" not in self.credentials:
+            raise ValueError("provider needs bearer in credentials")

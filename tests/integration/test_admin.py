@@ -45,6 +45,7 @@ def admin(redis_server: RedisServer, upstream: Upstream, gateway_factory: Gatewa
             "ghost": {"urls": [f"http://127.0.0.1:{free_port()}"], "timeouts": {"connect": 0.5, "read": 1, "total": 2}},
         },
         "plugins": {
+            "auth": {"key_sets": {"managed": {"redis": True}}},
             "rate_limit": {
                 "policies": {
                     "per-ip": {"key": "ip", "anonymous_tier": "std", "default_tier": "std",
@@ -88,6 +89,8 @@ def test_openapi_document_lists_every_endpoint(admin: Admin) -> None:
         ("POST", "/breakers/reset"), ("GET", "/ratelimits/{policy}/callers/{caller}"),
         ("DELETE", "/ratelimits/{policy}/callers/{caller}"), ("DELETE", "/ratelimits/{policy}"),
         ("GET", "/cache/stats"), ("POST", "/cache/invalidate"),
+        ("GET", "/auth/key-sets"), ("GET", "/auth/key-sets/{key_set}/keys"),
+        ("POST", "/auth/key-sets/{key_set}/keys"), ("DELETE", "/auth/key-sets/{key_set}/keys/{key_id}"),
     ]:
         assert expected in ops
 

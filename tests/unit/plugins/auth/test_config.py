@@ -22,6 +22,13 @@ CASES = {
     "scopes_on_optional.yaml": ("routes[0].plugins.auth", "scopes and roles need mode: required"),
     "bad_scope_name.yaml": ("routes[0].plugins.auth.scopes[0]", "matching regex"),
     "unknown_route_provider.yaml": ("routes[0].plugins.auth", "unknown provider 'corp'"),
+    "key_bad_hash.yaml": ("plugins.auth.key_sets.callbacks.keys[0].hash", "matching regex '^sha256:"),
+    "key_naive_expiry.yaml": ("plugins.auth.key_sets.callbacks.keys[0].expires_at", "with a timezone"),
+    "key_set_duplicate_id.yaml": ("plugins.auth.key_sets.callbacks", "keys[1]: id 'k1' is used twice"),
+    "key_set_empty.yaml": ("plugins.auth.key_sets.callbacks", "a key set needs keys, or redis: true"),
+    "key_set_redis_without_redis.yaml": ("routes[0].plugins.auth", "no Redis is configured"),
+    "key_set_unknown.yaml": ("routes[0].plugins.auth", "unknown key set 'calbacks'"),
+    "key_set_without_api_key.yaml": ("routes[0].plugins.auth", "key_set needs api_key in credentials"),
 }
 
 
