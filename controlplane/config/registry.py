@@ -17,6 +17,7 @@ BUILTINS: dict[str, str] = {
     "cache": "plugins.cache:CachePlugin",
     "audit": "plugins.audit:AuditPlugin",
     "cors": "plugins.cors:CorsPlugin",
+    "forward_auth": "plugins.forward_auth:ForwardAuthPlugin",
     "rate_limit": "plugins.rate_limit:RateLimitPlugin",
     "security_headers": "plugins.security_headers:SecurityHeadersPlugin",
     "validate": "plugins.validate:ValidatePlugin",

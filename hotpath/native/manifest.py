@@ -55,6 +55,8 @@ MODULES: tuple[str, ...] = (
     "plugins.cache.local",
     "plugins.cache.plugin",
     "plugins.cache.policy",
+    "plugins.forward_auth.answers",
+    "plugins.forward_auth.plugin",
     "plugins.rate_limit.backends.base",
     "plugins.rate_limit.backends.memory",
     "plugins.rate_limit.backends.redis",
