@@ -1,4 +1,4 @@
-"""``gatehouse``: run, check, demo, native.
+"""``gatehouse``: run, check, sign, demo, native.
 
 ``run`` validates the configuration in the main process (so a bad file stops startup with
 one clear message, not one traceback per worker), then starts Granian with N BlackSheep
@@ -169,6 +169,32 @@ def describe_routes(loaded: LoadedConfig, table: list[dict[str, Any]]) -> list[d
     return out
 
 
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Print a signed URL for a path, with the keys of the configuration's signed_url."""
+    import orjson
+
+    from plugins.signed_url.admin import NotConfigured, sign
+
+    try:
+        loaded = load_config(str(Path(args.config).resolve()))
+    except ConfigError as exc:
+        print(f"gatehouse: configuration error: {exc}", file=sys.stderr)
+        return 2
+    optional = {"key_id": args.key_id, "ip": args.bind_ip, "subject": args.bind_subject, "base_url": args.base_url}
+    body: dict[str, Any] = {"path": args.path, "ttl": args.ttl, "method": args.method,
+                            **{k: v for k, v in optional.items() if v is not None}}
+    try:
+        signed = sign(loaded.plugin_settings.get("signed_url"), body)
+    except (NotConfigured, ValueError) as exc:
+        print(f"gatehouse: cannot sign: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.write(orjson.dumps(signed).decode() + "\n")
+    else:
+        print(signed["url"])
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The demo upstream plus the gateway on the embedded example configuration."""
     os.environ.setdefault("DEMO_SERVICE_URL", f"http://127.0.0.1:{DEMO_UPSTREAM_PORT}")
@@ -261,6 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate a config and print the compiled route table")
     check.add_argument("-c", "--config", required=True)
     check.add_argument("--json", action="store_true", help="print the route table as JSON")
+    signer = sub.add_parser("sign", help="print a signed URL (plugins.signed_url keys of a config)")
+    signer.add_argument("-c", "--config", required=True)
+    signer.add_argument("path", help="normalized path to sign, optionally with a query")
+    signer.add_argument("--ttl", type=int, default=3600, help="seconds the URL is valid (default 3600)")
+    signer.add_argument("--method", default="GET", help="the method the URL is for (default GET; HEAD too)")
+    signer.add_argument("--key-id", help="sign with this key (default: plugins.signed_url.sign_with)")
+    bound = signer.add_mutually_exclusive_group()
+    bound.add_argument("--bind-ip", help="bind the signature to this client address")
+    bound.add_argument("--bind-subject", help="bind the signature to this subject")
+    signer.add_argument("--base-url", help="put before the path (https://files.example.com)")
+    signer.add_argument("--json", action="store_true", help="print url, expires_at, method and key_id as JSON")
     native = sub.add_parser("native", help="compile the hot path with mypyc, or report whether a build is usable")
     native.add_argument("action", choices=("build", "status"))
     native.add_argument("--out", help="build directory (env GATEHOUSE_NATIVE_DIR; default hotpath/native/lib)")
@@ -271,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "demo":
         return cmd_demo(args)
+    if args.command == "sign":
+        return cmd_sign(args)
     return cmd_check(args)
 
 

@@ -13,6 +13,7 @@ from controlplane.admin.core_endpoints import core_endpoints
 from controlplane.admin.listener import AdminListener
 from controlplane.admin.openapi import build_document
 from controlplane.admin.rate_limit_endpoints import ratelimit_endpoints
+from controlplane.admin.signed_url_endpoints import signed_url_endpoints
 from controlplane.config.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ def build_admin(loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[str
         *breaker_endpoints(runtime),
         *cache_endpoints(runtime),
         *auth_endpoints(runtime, loaded.plugin_settings.get("auth")),
+        *signed_url_endpoints(loaded.plugin_settings.get("signed_url")),
     ]
     app = AdminApplication(token, runtime.audit, endpoints, build_document(endpoints, VERSION))
     listener = AdminListener(

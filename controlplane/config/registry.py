@@ -20,6 +20,7 @@ BUILTINS: dict[str, str] = {
     "forward_auth": "plugins.forward_auth:ForwardAuthPlugin",
     "rate_limit": "plugins.rate_limit:RateLimitPlugin",
     "security_headers": "plugins.security_headers:SecurityHeadersPlugin",
+    "signed_url": "plugins.signed_url:SignedUrlPlugin",
     "validate": "plugins.validate:ValidatePlugin",
 }
 

@@ -65,6 +65,8 @@ MODULES: tuple[str, ...] = (
     "plugins.rate_limit.plugin",
     "plugins.rate_limit.policy",
     "plugins.security_headers.plugin",
+    "plugins.signed_url.plugin",
+    "plugins.signed_url.signer",
     "observability.access_log",
     "observability.gateway_telemetry",
     "observability.request_metrics",
