@@ -199,13 +199,14 @@ class Harness:
         if sc.body is not None:
             headers = {**headers, "content-type": "application/json"}
         res.hot_path = _hot_path(gateway.url)
-        probe = scenarios.Probe(gateway.url, headers)
+        target = scenarios.request_path(sc.features, self.ctx)
+        probe = scenarios.Probe(gateway.url, headers, target, authz_calls=self.upstream.authz_calls)
         for check in sc.probes():
             check(probe)
         if sc.features.access_log:
             scenarios.wait_for_access_log(gateway.output)
         exports_before = self.upstream.otlp_exports()
-        self._measure(res, gateway.url + scenarios.PATH, headers, rotate=rotate,
+        self._measure(res, gateway.url + target, headers, rotate=rotate,
                       cpu_pids=load.process_tree(gateway.proc.pid), redis=sc.features.needs_redis(),
                       log=gateway.output if sc.features.rate_limit else None, body=sc.body)
         if sc.features.rate_limit:
@@ -219,7 +220,7 @@ class Harness:
         if sc.features.access_log:
             res.notes.append(f"{scenarios.access_log_lines(gateway.output())} access-log lines written")
         if self.o.profile:
-            self._profile(sc.name, gateway.proc.pid, gateway.url + scenarios.PATH, headers, rotate, res, sc.body)
+            self._profile(sc.name, gateway.proc.pid, gateway.url + target, headers, rotate, res, sc.body)
 
     def _profile(
         self,

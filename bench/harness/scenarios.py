@@ -13,6 +13,7 @@ measured without its feature.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,11 @@ JWT_AUDIENCE = "gatehouse-bench"
 # Limits far above what one machine can offer, so every decision is computed (and
 # admitted) at full cost: the benchmark measures the limiter, not 429s.
 HUGE_TIER = {"per_second": 1_000_000, "per_minute": 60_000_000, "burst": 1_000_000}
+API_KEY_HEADER = "x-api-key"
+# The nginx upstream answers 200 here and counts the calls (services.NginxUpstream).
+AUTHZ_PATH = "/authz"
+# Signed URLs of a run stay valid for its whole length.
+SIGNED_TTL = 6 * 3600
 
 
 @dataclass
@@ -43,6 +49,8 @@ class Context:
     api_keys: list[str]
     # Where access-log lines go: the gateway's stdout (a file under the harness) or a path.
     access_log_output: str = "stdout"
+    # The HMAC key of the signed-url scenario.
+    url_key: str = "bench-url-signing-key-0123456789abcdef"
 
 
 class Unavailable(Exception):
@@ -84,8 +92,23 @@ def _observability_landed() -> str | None:
     return _typed_field(GatewayConfig, "observability", "the observability section")
 
 
+def _api_keys_landed() -> str | None:
+    problem = _registry_has("auth")
+    if problem:
+        return problem
+    from plugins.auth.config import AuthSettings
+
+    if "key_sets" not in {f.name for f in msgspec.structs.fields(AuthSettings)}:
+        return "plugins.auth.key_sets does not exist (API keys not landed)"
+    return None
+
+
 LANDING_CHECKS: dict[str, Callable[[], str | None]] = {
     "validate": lambda: _registry_has("validate"),
+    "api_keys": _api_keys_landed,
+    "forward_auth": lambda: _registry_has("forward_auth"),
+    "signed_url": lambda: _registry_has("signed_url"),
+    "security_headers": lambda: _registry_has("security_headers"),
     "auth": lambda: _registry_has("auth"),
     "rate_limit": lambda: _registry_has("rate_limit"),
     "cache": lambda: _registry_has("cache"),
@@ -102,12 +125,17 @@ class Probe:
     """Sends a few requests to a started gateway and raises ``Unavailable`` if a feature
     it claims is not visibly at work."""
 
-    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str], path: str = PATH,
+                 authz_calls: Callable[[], int] | None = None) -> None:
         self.base = base_url
         self.headers = headers
+        # What the scenario requests (a signed URL carries its signature in the query).
+        self.path = path
+        self.authz_calls = authz_calls
 
-    def get(self, path: str = PATH, headers: dict[str, str] | None = None) -> httpx.Response:
-        return httpx.get(self.base + path, headers=self.headers if headers is None else headers, timeout=5)
+    def get(self, path: str | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        target = self.path if path is None else path
+        return httpx.get(self.base + target, headers=self.headers if headers is None else headers, timeout=5)
 
     def ok(self) -> httpx.Response:
         r = self.get()
@@ -155,6 +183,32 @@ def probe_validate(p: Probe) -> None:
     bad = httpx.post(p.base + PATH, json={**BODY, "limit": 500}, headers=headers, timeout=5)
     if bad.status_code != 400 or "/limit" not in bad.text:
         raise Unavailable(f"validation not active: an invalid body got {bad.status_code}, not 400 naming /limit")
+def probe_forward_auth(p: Probe) -> None:
+    if p.authz_calls is None:
+        raise Unavailable("forward auth cannot be probed: nothing counts the authorization endpoint's answers")
+    before = p.authz_calls()
+    # A path no request asked about yet, so no worker holds an answer for it.
+    r = p.get(f"{PATH}/probe-{uuid.uuid4().hex}")
+    if r.status_code != 200:
+        raise Unavailable(f"a request got {r.status_code}: {r.text[:200]}")
+    deadline = time.monotonic() + 3
+    while p.authz_calls() <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if p.authz_calls() <= before:
+        raise Unavailable("forward auth not active: a first request caused no call to the authorization endpoint")
+
+
+def probe_signed_url(p: Probe) -> None:
+    r = p.get(PATH)
+    if r.status_code != 403:
+        raise Unavailable(f"signed URLs not active: an unsigned request got {r.status_code}, not 403")
+    p.ok()
+
+
+def probe_security_headers(p: Probe) -> None:
+    r = p.ok()
+    if r.headers.get("x-content-type-options") != "nosniff" or "content-security-policy" not in r.headers:
+        raise Unavailable("security headers not active: a proxied response lacks them")
 
 
 def probe_metrics(p: Probe) -> None:
@@ -219,12 +273,19 @@ class Features:
     access_log: bool = False
     tracing: float | None = None
     validate: bool = False  # a JSON Schema check of the body (plugins/validate)
+    # API-key auth: the users' keys, each with its own subject, as hashes in the config.
+    api_keys: bool = False
+    # Forward auth to an endpoint of the upstream, answers kept for an hour (so cached).
+    forward_auth: bool = False
+    signed_url: bool = False
+    security_headers: bool = False
 
     def needs_redis(self) -> bool:
         return bool(self.rate_limit or self.breaker or self.cache)
 
     def landing(self) -> list[str]:
         needed = ["observability"]
+        needed.extend(n for n in ("api_keys", "forward_auth", "signed_url", "security_headers") if getattr(self, n))
         if self.auth:
             needed.append("auth")
         if self.rate_limit:
@@ -276,6 +337,21 @@ def gateway_config(features: Features, ctx: Context) -> dict[str, Any]:
             }
         }
         route_plugins["rate_limit"] = {"policy": "bench"}
+    if features.api_keys:
+        from plugins.auth.api_key_config import digest_text
+
+        keys = [{"id": f"key-{i}", "hash": digest_text(key.encode()), "subject": f"client-{i}", "tier": "pro"}
+                for i, key in enumerate(ctx.api_keys)]
+        auth = plugins.setdefault("auth", {})
+        auth["key_sets"] = {"bench": {"header": API_KEY_HEADER, "keys": keys}}
+        route_plugins["auth"] = {"credentials": ["api_key"], "key_set": "bench"}
+    if features.forward_auth:
+        route_plugins["forward_auth"] = {"url": ctx.upstream_url + AUTHZ_PATH, "cache_ttl": 3600, "timeout": 2}
+    if features.signed_url:
+        plugins["signed_url"] = {"keys": [{"id": "bench", "secret": ctx.url_key}], "max_ttl": SIGNED_TTL}
+        route_plugins["signed_url"] = {}
+    if features.security_headers:
+        route_plugins["security_headers"] = {}
     if features.cache:
         route_plugins["cache"] = {"ttl": 3600, "shared": True}
     if features.validate:
@@ -306,6 +382,17 @@ def gateway_config(features: Features, ctx: Context) -> dict[str, Any]:
         # its latency budget.
         config["redis"] = {"url": ctx.redis_url, "command_timeout": 1.0}
     return config
+
+
+def request_path(features: Features, ctx: Context) -> str:
+    """What the scenario's requests ask for: PATH, signed when the route verifies URLs."""
+    if not features.signed_url:
+        return PATH
+    from plugins.signed_url.signer import UrlSigner
+
+    signer = UrlSigner({"bench": ctx.url_key.encode()}, "bench", leeway=30, max_ttl=SIGNED_TTL)
+    url, _ = signer.sign("GET", PATH, ttl=SIGNED_TTL)
+    return url
 
 
 def check_compiles(config: dict[str, Any], workers: int) -> None:
@@ -348,8 +435,14 @@ class Scenario:
         found: list[Callable[[Probe], None]] = []
         if self.kind != "gateway":
             return found
-        if f.auth:
+        if f.auth or f.api_keys:
             found.append(probe_auth)
+        if f.forward_auth:
+            found.append(probe_forward_auth)
+        if f.signed_url:
+            found.append(probe_signed_url)
+        if f.security_headers:
+            found.append(probe_security_headers)
         if f.rate_limit:
             found.append(probe_rate_limit)
         if f.breaker:
@@ -406,6 +499,16 @@ SCENARIOS: tuple[Scenario, ...] = (
              body=SEARCH_BODY),
     Scenario("cache-hit", "cache hit", "a GET answered from the gateway's cache (per-worker tier kept "
              "coherent through Redis)", features=Features(cache=True), against="nginx-proxy"),
+    Scenario("api-key", "bare + API-key auth", "verifying an API key (1000 clients, hashes in the config): a "
+             "SHA-256, a dict lookup, the identity headers", features=Features(api_keys=True), against="bare",
+             credentials="api_key"),
+    Scenario("forward-auth", "API-key auth + forward auth, cached", "an external authorization check whose "
+             "answer this worker already holds (one per client, kept an hour)",
+             features=Features(api_keys=True, forward_auth=True), against="api-key", credentials="api_key"),
+    Scenario("signed-url", "bare + signed URL", "verifying an HMAC-SHA256 URL signature and removing it from "
+             "the query", features=Features(signed_url=True), against="bare"),
+    Scenario("security-headers", "bare + security headers", "adding five security response headers and the "
+             "check for the upstream's own", features=Features(security_headers=True), against="bare"),
 )
 
 BY_NAME = {s.name: s for s in SCENARIOS}

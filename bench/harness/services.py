@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.harness.scenarios import AUTHZ_PATH
 from tests.support.processes import (
     REPO,
     Gateway,
@@ -92,10 +93,10 @@ http {{
 }}
 """
         (d / "nginx.conf").write_text(conf)
+        self._stderr = open(d / "stderr.log", "wb")  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen(
             [binary, "-p", str(d), "-c", str(d / "nginx.conf"), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=open(d / "stderr.log", "wb"),  # noqa: SIM115
-            **spawn_group(),
+            stdout=subprocess.DEVNULL, stderr=self._stderr, **spawn_group(),
         )
 
     def wait(self, port: int) -> None:
@@ -115,6 +116,7 @@ http {{
 
     def stop(self) -> None:
         stop_process_group(self.proc)
+        self._stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -136,6 +138,11 @@ class NginxUpstream(Nginx):
             access_log {d}/otlp.log;
             default_type application/x-protobuf;
             return 200 '';
+        }}
+        location = {AUTHZ_PATH} {{
+            access_log {d}/authz.log;
+            default_type application/json;
+            return 200 '{{}}';
         }}"""
 
         super().__init__("upstream", block, workers=workers)
@@ -145,12 +152,21 @@ class NginxUpstream(Nginx):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def otlp_exports(self) -> int:
-        """Trace export requests received so far."""
+    def _lines(self, name: str) -> int:
         try:
-            return sum(1 for _ in open(self.dir / "otlp.log"))
+            with open(self.dir / name, "rb") as fh:
+                return sum(1 for _ in fh)
         except OSError:
             return 0
+
+    def otlp_exports(self) -> int:
+        """Trace export requests received so far."""
+        return self._lines("otlp.log")
+
+    def authz_calls(self) -> int:
+        """Calls to the forward-auth scenario's authorization endpoint so far (nginx writes
+        its access log as it answers)."""
+        return self._lines("authz.log")
 
 
 class NginxProxy(Nginx):

@@ -55,7 +55,7 @@ def credential_headers(features: Features, ctx: Context) -> list[Header]:
     headers: list[Header] = []
     if features.auth:
         headers.append((b"authorization", f"Bearer {ctx.tokens[0]}".encode()))
-    if features.rate_limit == "api_key":
+    if features.rate_limit == "api_key" or features.api_keys:
         headers.append((b"x-api-key", ctx.api_keys[0].encode()))
     return headers
 

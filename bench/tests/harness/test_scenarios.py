@@ -7,6 +7,7 @@ available"; this test fails instead, so the harness and the features cannot drif
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from bench.harness import scenarios
 from bench.harness.scenarios import Context, Unavailable
@@ -61,6 +62,30 @@ def test_probes_follow_the_features() -> None:
     assert {p.__name__ for p in full} == {"probe_auth", "probe_rate_limit", "probe_breaker", "probe_metrics"}
     assert [p.__name__ for p in scenarios.BY_NAME["bare"].probes()] == ["probe_metrics_off"]
     assert scenarios.BY_NAME["nginx-proxy"].probes() == []
+    names = {name: [p.__name__ for p in scenarios.BY_NAME[name].probes()]
+             for name in ("api-key", "forward-auth", "signed-url", "security-headers")}
+    assert names == {
+        "api-key": ["probe_auth", "probe_metrics_off"],
+        "forward-auth": ["probe_auth", "probe_forward_auth", "probe_metrics_off"],
+        "signed-url": ["probe_signed_url", "probe_metrics_off"],
+        "security-headers": ["probe_security_headers", "probe_metrics_off"],
+    }
+
+
+def test_the_signed_scenario_requests_a_url_its_gateway_accepts() -> None:
+    from controlplane.build import build_gateway, new_runtime
+    from controlplane.config.loader import load_config_text
+    from plugins.signed_url import SignedUrlPlugin
+
+    ctx = _context(redis=False)
+    features = scenarios.BY_NAME["signed-url"].features
+    loaded = load_config_text(yaml.safe_dump(scenarios.gateway_config(features, ctx)), "<bench>", environ={})
+    gateway, _ = build_gateway(loaded, new_runtime(loaded))
+    plugin = gateway.table.routes[0].chain.plugins[0]
+    assert isinstance(plugin, SignedUrlPlugin)
+    path, _, query = scenarios.request_path(features, ctx).partition("?")
+    assert path == scenarios.PATH and query
+    plugin._signer.verify("GET", path, query.encode(), b"")  # raises if the URL were refused
 
 
 def test_access_log_lines_are_recognised() -> None:
