@@ -95,9 +95,17 @@ class DisabledRoute(Plugin[NoConfig]):
     name: ClassVar[str] = "disabled"
     config_type: ClassVar[type[msgspec.Struct]] = NoConfig
 
-    def __init__(self, info: RouteInfo, runtime: WorkerRuntime, extra_headers: list[Header]) -> None:
+    def __init__(
+        self, info: RouteInfo, runtime: WorkerRuntime, extra_headers: list[Header], replaced: list[Plugin[Any]]
+    ) -> None:
         super().__init__(NoConfig(), PluginSetup(info, None, runtime))
         self._answer = CannedError(404, ErrorCode.NOT_FOUND, errors.NOT_FOUND.message, extra_headers)
+        # What the route's own plugins own stays owned: a key header is never forwarded
+        # because the only route that reads it is switched off.
+        self._owned = tuple(h for plugin in replaced for h in plugin.owned_headers())
+
+    def owned_headers(self) -> tuple[str, ...]:
+        return self._owned
 
     async def on_request(self, ctx: RequestContext) -> Verdict:
         ctx.report("route", "disabled")
@@ -123,7 +131,7 @@ def build_routes(loaded: LoadedConfig, runtime: WorkerRuntime, services: dict[st
             instances.append(plugin)
         if rc.name in loaded.env.disabled_routes:
             # Built all the same, so that `gatehouse check` finds what would stop it later.
-            instances = [DisabledRoute(info, runtime, off_headers)]
+            instances = [DisabledRoute(info, runtime, off_headers, instances)]
         service = services[rc.service]
         routes.append(
             Route(

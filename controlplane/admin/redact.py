@@ -1,7 +1,7 @@
 """The effective configuration with its secrets replaced, for ``GET /config``.
 
 A value is secret when its key names one (token, secret, password, private key,
-authorization, cookie, hash key, API key, export headers) or when it is a URL carrying
+authorization, cookie, hash key, API key and its hash, export headers) or when it is a URL carrying
 credentials (``redis://user:pass@host`` keeps the user and host, loses the password).
 """
 
@@ -27,7 +27,8 @@ _SECRET_MAPS = frozenset({"headers"})
 def is_secret_key(key: str) -> bool:
     if key.endswith("_env"):  # names an environment variable, not its value
         return False
-    return bool(_SECRET_KEY.search(key)) or key.lower() in ("token", "key", "secret")
+    # "hash": an API key's digest, which would let weak keys be guessed offline.
+    return bool(_SECRET_KEY.search(key)) or key.lower() in ("token", "key", "secret", "hash")
 
 
 def _redact_url(value: str) -> str:

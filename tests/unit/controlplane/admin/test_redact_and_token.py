@@ -16,8 +16,14 @@ def test_redacts_secret_keys_maps_and_url_passwords() -> None:
         "auth": {"client_secret": "s", "jwks_url": "https://idp/jwks"},
         "audit": {"sink_token": "t", "user_hash_key": "h"},
         "list": [{"password": "p"}],
+        "key_sets": {"callbacks": {"header": "x-service-token",
+                                   "keys": [{"id": "k1", "hash": "sha256:" + "0" * 64, "subject": "w"}]}},
+        "signed_url": {"keys": [{"id": "k1", "secret": "s" * 32}]},
     }
     out = redact(data)
+    assert out["key_sets"]["callbacks"] == {"header": "x-service-token",
+                                            "keys": [{"id": "k1", "hash": REDACTED, "subject": "w"}]}
+    assert out["signed_url"]["keys"] == [{"id": "k1", "secret": REDACTED}]
     assert out["redis"] == {"url": f"redis://user:{REDACTED}@db:6379/0", "key_prefix": "gh"}
     assert out["admin"] == {"token": REDACTED, "token_env": "GATEHOUSE_ADMIN_TOKEN"}
     assert out["tracing"]["headers"] == {"x-api-key": REDACTED}

@@ -87,3 +87,14 @@ async def test_a_disabled_route_answers_404_and_never_falls_back_to_a_shorter_pr
             await svc.client.close()
     names = {r.name: [p.name for p in r.chain.plugins] for r in gateway.table.routes}
     assert names["admin"] == ["disabled"] and names["api"] == []
+
+
+def test_what_a_disabled_routes_plugins_own_stays_owned() -> None:
+    from controlplane.build import owned_headers
+
+    text = CONFIG.replace("{name: admin, path: /api/admin, service: users}",
+                          "{name: admin, path: /api/admin, service: users, plugins: {forward_auth: "
+                          "{url: 'http://authz:9/check', response_headers: [x-admin-id]}}}")
+    loaded = load_config_text(text, "inline.yaml", environ={"ROUTES_DISABLED": "admin"})
+    gateway, _ = build_gateway(loaded, new_runtime(loaded))
+    assert "x-admin-id" in owned_headers(loaded, gateway.table)
