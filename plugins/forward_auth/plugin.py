@@ -48,8 +48,9 @@ def hub_for(runtime: WorkerRuntime, settings: ForwardAuthSettings) -> Hub:
 class ForwardAuthPlugin(Plugin[ForwardAuthConfig]):
     name: ClassVar[str] = "forward_auth"
     # After rate_limit (900): the limits protect the authorization service too. Before the
-    # plugins that answer from what the upstream said (cache) or issue links (signed_url).
-    priority: ClassVar[int] = 800
+    # plugins that issue links (signed_url), read bodies (validate) or answer from what the
+    # upstream said (cache): an unauthorized caller costs none of that.
+    priority: ClassVar[int] = 850
     config_type: ClassVar[type[msgspec.Struct]] = ForwardAuthConfig
     settings_type: ClassVar[type[msgspec.Struct] | None] = ForwardAuthSettings
 

@@ -114,8 +114,9 @@ def route_parameters(path: str) -> set[str]:
 class SignedUrlPlugin(Plugin[SignedUrlConfig]):
     name: ClassVar[str] = "signed_url"
     # After auth (a bound subject, an issuing caller), rate_limit (guessing is throttled)
-    # and forward_auth (which may decide whether this caller may have this link).
-    priority: ClassVar[int] = 700
+    # and forward_auth (which may decide whether this caller may have this link); before
+    # validate (800), so a bad signature is refused before any body is read.
+    priority: ClassVar[int] = 820
     config_type: ClassVar[type[msgspec.Struct]] = SignedUrlConfig
     settings_type: ClassVar[type[msgspec.Struct] | None] = SignedUrlSettings
 
