@@ -31,6 +31,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from hotpath.structs import Strict
+from hotpath.templates import Template, TemplateError
 
 KeyId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,32}$")]
 # HMAC-SHA256 keys shorter than the hash add nothing but risk (RFC 2104 section 3).
@@ -88,7 +89,8 @@ class SignedUrlConfig(Strict, frozen=True, kw_only=True):
     bind: Literal["none", "ip", "subject"] = "none"
     # verify: pass exp, kid and sig on to the upstream instead of removing them.
     forward_signature: bool = False
-    # issue: the path to sign; {name} takes the route template's path parameter.
+    # issue: the path to sign, a template like a route's: {name} (or {name:int}, ...) takes
+    # the route template's parameter of that name.
     target: str | None = None
     # issue: seconds the URL is valid (at most plugins.signed_url.max_ttl).
     ttl: Annotated[int, msgspec.Meta(ge=1, le=366 * DAY)] = 3600
@@ -103,6 +105,10 @@ class SignedUrlConfig(Strict, frozen=True, kw_only=True):
                 raise ValueError("mode issue needs target (the path to sign)")
             if not self.target.startswith("/") or "?" in self.target or "#" in self.target:
                 raise ValueError("target must be a path starting with '/', without query or fragment")
+            try:
+                Template(self.target)
+            except TemplateError as exc:
+                raise ValueError(f"target: {exc}") from None
             if self.base_url is not None and not _BASE_URL.match(self.base_url):
                 raise ValueError(f"base_url: '{self.base_url}' is not an http(s) URL without query")
         elif self.target is not None or self.base_url is not None:

@@ -6,14 +6,15 @@ expired; anything else is 403 "invalid or expired", the reason kept for metrics 
 events only. The signature parameters are removed before forwarding.
 
 ``mode: issue``: the route answers itself, to an authenticated caller, with
-``{"url", "expires_at", "method"}``: its ``target`` with the route template's path
-parameters filled in, signed with the current key. No upstream is called.
+``{"url", "expires_at", "method"}``: its ``target`` (a path template, as a route's) with
+the route template's path parameters filled in, signed with the current key. No upstream
+is called.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Final
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import msgspec
 import orjson
@@ -26,6 +27,7 @@ from hotpath.paths import UnsafePath, normalize
 from hotpath.plugin import CONTINUE, Plugin, PluginSetup, Verdict
 from hotpath.responses import LocalResponse
 from hotpath.runtime import WorkerRuntime
+from hotpath.templates import Template, TemplateError, is_template
 from plugins.signed_url.config import SignedUrlConfig, SignedUrlSettings
 from plugins.signed_url.metrics import CHECKS, ISSUED
 from plugins.signed_url.signer import (
@@ -48,9 +50,6 @@ ANONYMOUS: Final = CannedError(401, ErrorCode.UNAUTHORIZED, "signed links are is
 UNSIGNABLE: Final = CannedError(400, ErrorCode.BAD_REQUEST, "no signed link can be made for this path")
 ANSWER_HEADERS: Final[list[Header]] = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 REASONS: Final = (MISSING, MALFORMED, UNKNOWN_KEY, BAD_SIGNATURE, EXPIRED, TOO_FAR, UNBOUND)
-# Characters a path parameter keeps as they are when it fills a target: RFC 3986 pchar
-# ("%" too: a value is path text, escapes included); anything else is percent-encoded.
-PATH_SAFE: Final = "!$&'()*+,;=:@-._~%"
 SIGNER_KEY: Final = "signed_url.signer"
 
 
@@ -65,50 +64,6 @@ def one_segment(value: str) -> bool:
     out of where the target puts it (``..`` climbing out of ``/files/jobs/``)."""
     plain = unquote(value)
     return plain not in ("", ".", "..") and "/" not in plain and "\\" not in plain
-
-
-def template_parts(template: str) -> list[tuple[bool, str]]:
-    """``/files/{id}/x`` as (is_parameter, text) parts; ValueError for unbalanced braces."""
-    parts: list[tuple[bool, str]] = []
-    rest = template
-    while rest:
-        start = rest.find("{")
-        if start < 0:
-            parts.append((False, rest))
-            break
-        end = rest.find("}", start)
-        if end < 0 or "{" in rest[start + 1 : end] or "}" in rest[:start]:
-            raise ValueError(f"target: unbalanced braces in '{template}'")
-        if start:
-            parts.append((False, rest[:start]))
-        name = rest[start + 1 : end]
-        if not name.isidentifier():
-            raise ValueError(f"target: '{{{name}}}' is not a parameter name")
-        parts.append((True, name))
-        rest = rest[end + 1 :]
-    return parts
-
-
-def route_parameters(path: str) -> set[str]:
-    """The parameter names of a route template (``/jobs/{id:int}`` -> {"id"}), whose
-    patterns may hold braces of their own (``{id:[a-z]{1,8}}``)."""
-    names: set[str] = set()
-    depth = 0
-    current = ""
-    for char in path:
-        if char == "{":
-            depth += 1
-            if depth == 1:
-                current = ""
-                continue
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                names.add(current.partition(":")[0].strip())
-                continue
-        if depth >= 1:
-            current += char
-    return names
 
 
 class SignedUrlPlugin(Plugin[SignedUrlConfig]):
@@ -135,7 +90,8 @@ class SignedUrlPlugin(Plugin[SignedUrlConfig]):
         self._ttl = config.ttl
         self._method = config.method
         self._base = config.base_url.rstrip("/") if config.base_url else ""
-        self._parts = template_parts(config.target) if config.target is not None else []
+        # The target is a path template like a route's (config.py checked it compiles).
+        self._target = Template(config.target) if config.target is not None else None
         if self._issue:
             if settings.signing_key is None:
                 raise ValueError("mode issue needs a key that signs (every key of plugins.signed_url is verify_only)")
@@ -148,14 +104,16 @@ class SignedUrlPlugin(Plugin[SignedUrlConfig]):
         self._issued = deferred(ISSUED.labels(route))
 
     def check(self) -> None:
-        if not self._issue:
+        target = self._target
+        if target is None:
             return
-        available = route_parameters(self.route.path)
-        for is_param, name in self._parts:
-            if is_param and name not in available:
+        path = self.route.path
+        available = set(Template(path).names) if is_template(path) else set()
+        for name in target.names:
+            if name not in available:
                 known = ", ".join(sorted(available)) or "none"
                 raise ValueError(f"target names {{{name}}}, which is not a parameter of the route's path "
-                                 f"'{self.route.path}' (parameters: {known})")
+                                 f"'{path}' (parameters: {known})")
 
     async def on_request(self, ctx: RequestContext) -> Verdict:
         if self._issue:
@@ -187,25 +145,23 @@ class SignedUrlPlugin(Plugin[SignedUrlConfig]):
         identity = ctx.identity
         if identity is None:
             return ANONYMOUS.response(ctx.request_id, self._anonymous)
+        target = self._target
+        assert target is not None
         params = ctx.path_params or {}
-        pieces: list[str] = []
-        for is_param, text in self._parts:
-            if not is_param:
-                pieces.append(text)
-                continue
-            value = params.get(text)
+        for name in target.names:
+            value = params.get(name)
             if value is None or not one_segment(value):
                 return UNSIGNABLE.response(ctx.request_id)
-            pieces.append(quote(value, safe=PATH_SAFE))
         binding = b""
         if self._bind_ip:
             binding = bind_ip(ctx.client_ip)
         elif self._bind_subject:
             binding = bind_subject(identity.subject)
         try:
-            path = normalize("".join(pieces).encode("ascii"))
+            # Values are path text as the request had it (escapes included): expanded as is.
+            path = normalize(target.expand(params).encode("ascii"))
             url, expires = self._signer.sign(self._method, path, ttl=self._ttl, binding=binding)
-        except (UnsafePath, UnicodeEncodeError, ValueError):
+        except (TemplateError, UnsafePath, UnicodeEncodeError, ValueError):
             return UNSIGNABLE.response(ctx.request_id)
         self._issued.inc()
         ctx.report(OUTCOME, "issued")

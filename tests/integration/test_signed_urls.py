@@ -1,4 +1,5 @@
-"""Signed URLs in 2-worker gateways: an issued URL opens the file; a changed path, query
+"""Signed URLs in 2-worker gateways: an issued URL opens the file (a job link from a template
+route opens that job's file only); a changed path, query
 parameter or expiry, an expired URL, a retired key and a signature in other letter case
 get 403; after a key rotation, URLs signed with the previous key keep working until that
 key is retired. URLs come from an issuing route, from ``gatehouse sign`` and from the
@@ -42,6 +43,9 @@ def config(upstream: Upstream, keys: list[dict[str, Any]], admin_port: int | Non
         "routes": [
             {"name": "files", "path": "/files", "service": "storage", "plugins": {"signed_url": {}}},
             {"name": "near", "path": "/near", "service": "storage", "plugins": {"signed_url": {"bind": "ip"}}},
+            {"name": "job-link", "path": "/api/v1/jobs/{id}/download", "match": "exact", "service": "storage",
+             "methods": ["GET"], "plugins": {"auth": {}, "signed_url": {"mode": "issue",
+                                                                        "target": "/files/jobs/{id}/output.mp4"}}},
             {"name": "report-link", "path": "/api/v1/reports/latest/download", "match": "exact",
              "service": "storage", "methods": ["GET"],
              "plugins": {"auth": {}, "signed_url": {"mode": "issue", "target": "/files/reports/latest.pdf"}}},
@@ -88,6 +92,18 @@ def opens(gw: Gateway, url: str, **headers: str) -> httpx.Response:
 def assert_refused(r: httpx.Response) -> None:
     assert r.status_code == 403, r.text
     assert r.json()["error"] == {"code": "FORBIDDEN", "message": "the URL signature is invalid or expired"}
+
+
+def test_a_job_link_is_signed_for_its_own_job(gw: Gateway) -> None:
+    answer = issue(gw, "/api/v1/jobs/42/download")
+    assert answer["url"].startswith("/files/jobs/42/output.mp4?exp=")
+    assert answer["expires_at"] > time.time() + 3500
+    r = opens(gw, answer["url"])
+    assert r.status_code == 200 and r.json()["path"] == "/files/jobs/42/output.mp4"
+    other = issue(gw, "/api/v1/jobs/43/download")["url"]
+    assert opens(gw, other).status_code == 200
+    # One job's signature never opens another job's file.
+    assert_refused(opens(gw, answer["url"].replace("/jobs/42/", "/jobs/43/")))
 
 
 def test_an_issued_url_opens_the_file(gw: Gateway) -> None:

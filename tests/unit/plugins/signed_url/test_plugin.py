@@ -16,7 +16,6 @@ from hotpath.responses import LocalResponse
 from plugins.signed_url import SignedUrlPlugin
 from plugins.signed_url.admin import NotConfigured, sign
 from plugins.signed_url.config import SignedUrlSettings
-from plugins.signed_url.plugin import route_parameters, template_parts
 from tests.support.inprocess_gateway import setup as plain_setup
 from tests.support.requests import make_ctx
 
@@ -77,14 +76,17 @@ def test_bad_settings_stop_startup_naming_the_field(
     assert words in info.value.message
 
 
-def test_templates_and_route_parameters() -> None:
-    assert template_parts("/files/jobs/{id}/out.{ext}") == [
-        (False, "/files/jobs/"), (True, "id"), (False, "/out."), (True, "ext")]
-    assert route_parameters("/api/v1/jobs/{id:[a-z0-9-]{1,64}}/files/{name}/download") == {"id", "name"}
-    assert route_parameters("/api/v1/jobs/{id:int}") == {"id"}
-    for bad in ("/f/{id", "/f/{i d}", "/f/}{"):
-        with pytest.raises(ValueError):
-            template_parts(bad)
+def test_the_target_is_a_template_like_a_routes() -> None:
+    for bad, words in (("/f/x{id}", "a whole segment"), ("/f/{id", "a whole segment"), ("/f/{1d}", "not a parameter"),
+                       ("/f/{id}/{id}", "appears twice")):
+        with pytest.raises(ConfigError) as info:
+            loaded = load_config_text(text({"mode": "issue", "target": bad}), "inline.yaml", environ={})
+            build_gateway(loaded, new_runtime(loaded))
+        assert info.value.message.startswith("target: ") and words in info.value.message, info.value
+    # Its parameters must be the route's (a template route: same names, any type).
+    plugin({"mode": "issue", "target": "/files/{job}/{name}"}, path="/api/{job:int}/files/{name:[a-z.]+}/link")
+    with pytest.raises(ValueError, match=r"target names \{name\}.*parameters: job"):
+        plugin({"mode": "issue", "target": "/files/{job}/{name}"}, path="/api/{job:int}/link")
 
 
 async def test_issue_and_verify() -> None:
@@ -111,8 +113,8 @@ async def test_issue_and_verify() -> None:
     assert orjson.loads(refused.body)["error"]["message"] == "the URL signature is invalid or expired"
     assert refused.refusal is not None and refused.refusal.reason == "signed_url_bad_signature"
 
-    # Values that are not plain path text are encoded; ones that cannot be a path refuse.
-    ctx.path_params = {"id": "a b"}
+    # Values are path text as the request had it, escapes included.
+    ctx.path_params = {"id": "a%20b"}
     spaced = await issuer.on_request(ctx)
     assert isinstance(spaced, LocalResponse) and "/jobs/a%20b/out.mp4?" in orjson.loads(spaced.body)["url"]
     # A value never moves the signed path out of where the target puts it.
@@ -120,6 +122,11 @@ async def test_issue_and_verify() -> None:
         ctx.path_params = {"id": value}
         refused_value = await issuer.on_request(ctx)
         assert isinstance(refused_value, LocalResponse) and refused_value.status == 400, value
+
+    typed = plugin({"mode": "issue", "target": "/files/jobs/{id:int}/out.mp4"}, path="/api/v1/jobs/{id}/download")
+    ctx.path_params = {"id": "abc"}
+    not_a_number = await typed.on_request(ctx)
+    assert isinstance(not_a_number, LocalResponse) and not_a_number.status == 400
 
     anonymous = make_ctx("GET", "/api/v1/jobs/42/download")
     anonymous.path_params = {"id": "42"}
