@@ -52,6 +52,9 @@ def gw(redis_server: RedisServer, upstream: Upstream, authz: AuthzServer, gatewa
             route("admin", admins, headers=["x-tenant-id"], response_headers=["x-admin-id", "x-admin-roles"],
                   cache_ttl=30, timeout=2),
             route("admin-anyone", admins, auth={"mode": "optional"}, response_headers=["x-admin-id"], cache_ttl=0),
+            {"name": "tenant-users", "path": "/tenants/{tenant}/users", "service": "backend",
+             "upstream_prefix": "/echo",
+             "plugins": {"auth": {}, "forward_auth": {"url": admins, "response_headers": ["x-admin-id"]}}},
             route("error-closed", authz.url("/error"), cache_ttl=0),
             route("error-open", authz.url("/error"), cache_ttl=0, failure="open"),
             route("slow-closed", authz.url("/slow"), cache_ttl=0, timeout=0.3),
@@ -94,6 +97,13 @@ def test_an_allowed_admin_reaches_the_upstream_with_the_answers_headers(gw: Gate
     assert body["identity"]["subject"] == "alice" and body["identity"]["roles"] == ["staff"]
     assert body["identity"]["credential"] == "bearer"
     assert calls[0].headers["x-request-id"] == r.headers["x-request-id"]
+
+
+def test_the_path_parameters_of_a_template_route_reach_the_service(gw: Gateway, authz: AuthzServer) -> None:
+    r = call(gw, "/tenants/t42/users/9")
+    assert r.status_code == 200, r.text
+    (c,) = authz.calls_to("/admins", lambda b: b.get("path") == "/tenants/t42/users/9")
+    assert c.body["path_params"] == {"tenant": "t42"} and c.body["route"] == "tenant-users"
 
 
 def test_a_refused_caller_gets_the_uniform_body_and_never_reaches_the_upstream(
